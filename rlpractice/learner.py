@@ -1,0 +1,125 @@
+"""The torch learner: token log-probs, token-budget micro-batches, and the two update rules
+(next-token cross-entropy for pretrain/SFT, clipped policy gradient for RL).
+
+A *sequence* here is (token_ids, loss_mask): loss_mask[i] = 1 when token i is a target to learn
+(every token in pretraining, solution tokens in SFT, completion tokens in RL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from rlpractice.algorithm.losses import aggregate, clipped_surrogate
+
+
+@dataclass
+class Sequence:
+    ids: list[int]
+    loss_mask: list[int]
+    advantage: float = 0.0
+
+
+def microbatches(lengths: list[int], token_budget: int) -> list[list[int]]:
+    """Indices grouped so each micro-batch's padded size (rows x longest) stays within the budget.
+
+    Sorting by length first keeps padding small; a single sequence longer than the budget still
+    gets a micro-batch of its own. Memory is bounded by the budget, not by the group size.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > token_budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(seqs: list[Sequence], pad_id: int, device: torch.device | str = "cpu"):
+    """Right-padded (input_ids, attention_mask, target_mask) where target_mask aligns with logits[:, :-1]."""
+    width = max(len(s.ids) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    target = torch.zeros((len(seqs), width - 1), dtype=torch.float32)
+    for row, s in enumerate(seqs):
+        n = len(s.ids)
+        ids[row, :n] = torch.tensor(s.ids)
+        attn[row, :n] = 1
+        target[row, : n - 1] = torch.tensor(s.loss_mask[1:n], dtype=torch.float32)
+    return ids.to(device), attn.to(device), target.to(device)
+
+
+def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1]."""
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+    return -F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+
+
+def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float,
+            device="cpu") -> float:
+    """One optimiser step of masked next-token cross-entropy (mean over all target tokens)."""
+    model.train()
+    total_targets = sum(sum(s.loss_mask[1:]) for s in seqs)
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = 0.0
+    for idx in microbatches([len(s.ids) for s in seqs], token_budget):
+        ids, attn, target = collate([seqs[i] for i in idx], pad_id, device)
+        nll = -(token_logprobs(model, ids, attn) * target).sum() / max(total_targets, 1)
+        nll.backward()
+        loss_sum += nll.item()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss_sum
+
+
+@torch.no_grad()
+def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: int, device="cpu") -> list[torch.Tensor]:
+    """Per-sequence tensors of target-token log-probs (e.g. the sampling policy's, before updating)."""
+    model.eval()
+    out: list[torch.Tensor | None] = [None] * len(seqs)
+    for idx in microbatches([len(s.ids) for s in seqs], token_budget):
+        ids, attn, _ = collate([seqs[i] for i in idx], pad_id, device)
+        lp = token_logprobs(model, ids, attn).cpu()
+        for row, i in enumerate(idx):
+            out[i] = lp[row, : len(seqs[i].ids) - 1]
+    return out  # type: ignore[return-value]
+
+
+def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list[torch.Tensor] | None, *,
+                         pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
+                         aggregation: str, num_sequences: int, max_tokens: int, device="cpu") -> dict:
+    """One optimiser step of the clipped surrogate over `seqs`.
+
+    `num_sequences` counts the whole batch, including sequences left out because their advantage is 0
+    (they add nothing to the gradient), so skipping them changes speed, not the update.
+    """
+    model.train()
+    num_tokens = sum(sum(s.loss_mask[1:]) for s in seqs)
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, clipped, counted = 0.0, 0.0, 0.0
+    for idx in microbatches([len(s.ids) for s in seqs], token_budget):
+        batch = [seqs[i] for i in idx]
+        ids, attn, target = collate(batch, pad_id, device)
+        logp = token_logprobs(model, ids, attn)
+        if old_logps is None:  # one pass over fresh samples: the sampling policy is the current one
+            old = logp.detach()
+        else:
+            old = torch.zeros_like(logp)
+            for row, i in enumerate(idx):
+                old[row, : old_logps[i].numel()] = old_logps[i].to(device)
+        adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)
+        per_token, was_clipped = clipped_surrogate(logp, old, adv, eps_low, eps_high)
+        loss = aggregate(per_token, target, aggregation, num_sequences, num_tokens, max_tokens)
+        loss.backward()
+        loss_sum += loss.item()
+        clipped += (was_clipped.float() * target).sum().item()
+        counted += target.sum().item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
+    optimizer.step()
+    return {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm}

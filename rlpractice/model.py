@@ -1,0 +1,64 @@
+"""The policy: a standard HF Llama, built from scratch or loaded from an HF-format checkpoint.
+
+Checkpoints are plain HF directories (config.json, model.safetensors, tokenizer files), so vLLM,
+transformers and any other tool load them as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+
+def new_model(tokenizer, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+              max_seq_len: int, seed: int) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_seq_len,
+        tie_word_embeddings=False,  # vLLM reload_weights misses a tied lm_head (seen on 0.32 CPU)
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+    )
+    return LlamaForCausalLM(config)
+
+
+def load(path: str | Path):
+    """(model, tokenizer) from an HF directory, with an error that says what is missing."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model path {path} is not an HF checkpoint directory (no config.json)")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def save(model, tokenizer, path: str | Path) -> Path:
+    """Write an HF checkpoint atomically: into a temporary sibling, then rename over `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def num_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())

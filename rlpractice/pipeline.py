@@ -1,0 +1,96 @@
+"""The whole textbook, in order: exposition -> pretrain, worked -> SFT, practice -> RL, held-out -> eval.
+
+Writes into the run directory: checkpoints/{pretrain,sft,rl}/ (HF format), metrics.jsonl,
+rollouts.jsonl, pass_rates.png, summary.json, and wandb/ (the W&B run, offline unless configured).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rlpractice import model as policy
+from rlpractice.evaluation import evaluate
+from rlpractice.grading.pool import GradingPool
+from rlpractice.rollout.samplers import Samplers
+from rlpractice.stages.pretrain import run_pretrain
+from rlpractice.stages.rl import run_rl
+from rlpractice.stages.sft import run_sft
+from rlpractice.textbook.math_textbook import build_textbook
+from rlpractice.tracking import Tracker, plot_pass_rates
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    start = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = run_dir / "checkpoints"
+    tracker = Tracker(cfg, run_dir)
+    pool = None
+    samplers = None
+    try:
+        tb = cfg.textbook
+        book = build_textbook(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout,
+                              tuple(tb.levels))
+        print(f"[textbook] {len(book.exposition)} exposition texts, {len(book.worked)} worked, "
+              f"{len(book.practice)} practice, {len(book.heldout)} held-out problems")
+        pool = GradingPool(cfg.verifier.name, cfg.verifier.dirs, cfg.verifier.num_workers,
+                           cfg.verifier.timeout_s, cfg.verifier.memory_limit_mb)
+
+        if cfg.model.path:
+            model, tokenizer = policy.load(cfg.model.path)
+            print(f"[model] loaded {cfg.model.path} ({policy.num_params(model) / 1e6:.2f}M params); no pretraining")
+        else:
+            model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed)
+            policy.save(model, tokenizer, ckpt / "pretrain")
+        if cfg.sft.steps > 0:
+            model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed)
+        sft_dir = policy.save(model, tokenizer, ckpt / "sft")
+
+        print(f"[rl] starting {cfg.sampler.num_samplers} vLLM sampler actor(s) in Ray ...", flush=True)
+        samplers = Samplers(str(sft_dir), cfg.sampler, cfg.cluster, cfg.seed)
+        print(f"[rl] samplers ready (engine start {max(i['startup_s'] for i in samplers.info):.1f}s)")
+        ev = cfg.eval
+
+        def evaluate_at(step: int) -> dict:
+            t = time.time()
+            result = evaluate(samplers, pool, list(book.heldout), ev.samples_per_problem, list(ev.k))
+            result["time"] = time.time() - t
+            tracker.log("eval", step, result)
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k.startswith("pass@"))
+            print(f"[eval] step {step}: held-out {shown} ({result['time']:.1f}s)", flush=True)
+            return result
+
+        sft_eval = evaluate_at(0)
+        rl_eval = sft_eval
+        if cfg.rl.steps > 0:
+            run_rl(cfg, model, tokenizer, book.practice, samplers, pool, tracker, run_dir, evaluate_at, cfg.seed)
+            rl_eval = evaluate_at(cfg.rl.steps)
+            policy.save(model, tokenizer, ckpt / "rl")
+
+        summary = {
+            "sft_pass_at_1": sft_eval["pass@1"],
+            "rl_pass_at_1": rl_eval["pass@1"],
+            "rl_gain": rl_eval["pass@1"] - sft_eval["pass@1"],
+            **{f"sft_{k}": v for k, v in sft_eval.items() if k.startswith(("pass@", "level"))},
+            **{f"rl_{k}": v for k, v in rl_eval.items() if k.startswith(("pass@", "level"))},
+            "heldout_problems": len(book.heldout),
+            "eval_samples_per_problem": ev.samples_per_problem,
+            "eval_temperature": cfg.sampler.temperature,
+            "rl_steps": cfg.rl.steps,
+            "samples_per_prompt": cfg.rl.samples_per_prompt,
+            "prompts_per_step": cfg.rl.prompts_per_step,
+            "wall_seconds": time.time() - start,
+            "run_dir": str(run_dir),
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        plot_pass_rates(run_dir / "metrics.jsonl", run_dir / "pass_rates.png")
+        tracker.finish(summary)
+        return summary
+    finally:
+        if samplers is not None:
+            samplers.shutdown()
+        if pool is not None:
+            pool.close()

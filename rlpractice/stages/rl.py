@@ -1,0 +1,138 @@
+"""Stage 3, practice problems -> RL (GRPO).
+
+One step, top to bottom:
+  sample   a group of `samples_per_prompt` solutions for each of `prompts_per_step` practice problems
+  grade    every final answer with the verifier (streamed: chunks are graded as they arrive)
+  learn    group-relative advantages -> clipped policy-gradient update of the torch policy
+  sync     the new weights go to every vLLM engine (no restart)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from rlpractice.algorithm.advantages import group_advantages, zero_variance_fraction
+from rlpractice.grading.pool import GradingPool, is_failure
+from rlpractice.learner import Sequence, policy_gradient_step, sequence_logprobs
+from rlpractice.rollout.samplers import Samplers
+from rlpractice.textbook.problems import Problem
+
+
+class PracticeOrder:
+    """Practice problems in a reshuffled order each pass over the set (seeded)."""
+
+    def __init__(self, problems: list[Problem], seed: int):
+        self.problems, self.rng, self.queue = problems, random.Random(seed), []
+
+    def take(self, k: int) -> list[Problem]:
+        out = []
+        while len(out) < k:
+            if not self.queue:
+                self.queue = self.problems[:]
+                self.rng.shuffle(self.queue)
+            out.append(self.queue.pop())
+        return out
+
+
+def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int):
+    """Sample and grade: per problem, its prompt ids and a list of (completion ids, text, reward, reason)."""
+    groups: list[dict] = [{"prompt_ids": None, "samples": []} for _ in problems]
+    grade_s = 0.0
+    for i, chunk in samplers.sample([p.prompt for p in problems], n):
+        t = time.time()
+        comps = chunk["completions"]
+        grades = pool.grade([text for _, text, _ in comps], [problems[i].answer] * len(comps),
+                            [problems[i].columns] * len(comps))
+        grade_s += time.time() - t
+        groups[i]["prompt_ids"] = chunk["prompt_ids"]
+        groups[i]["samples"].extend(
+            (ids, text, g.reward, g.reason, finish) for (ids, text, finish), g in zip(comps, grades, strict=True)
+        )
+    return groups, grade_s
+
+
+def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
+           tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int) -> dict:
+    rl, algo = cfg.rl, cfg.algo
+    optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay, betas=(0.9, 0.99))
+    order = PracticeOrder(practice, seed)
+    sync_dir = run_dir / "policy_sync"
+    rollouts_path = run_dir / "rollouts.jsonl"
+    last_eval: dict = {}
+    bar = tqdm(range(1, rl.steps + 1), desc="rl", unit="step", dynamic_ncols=True)
+    for step in bar:
+        t0 = time.time()
+        problems = order.take(rl.prompts_per_step)
+        groups, grade_s = collect_groups(samplers, pool, problems, rl.samples_per_prompt)
+        t_sampled = time.time()
+
+        rewards = torch.tensor([[s[2] for s in g["samples"]] for g in groups], dtype=torch.float32)
+        failures = sum(is_failure(s[3]) for g in groups for s in g["samples"])
+        if failures == rewards.numel():
+            raise RuntimeError(f"the verifier failed on every answer of step {step} "
+                               f"(first reason: {groups[0]['samples'][0][3]}); stopping instead of "
+                               "training on garbage")
+        adv = group_advantages(rewards, scale_by_std=algo.scale_by_std)
+        seqs = [
+            Sequence(g["prompt_ids"] + ids, [0] * len(g["prompt_ids"]) + [1] * len(ids), float(adv[i, j]))
+            for i, g in enumerate(groups)
+            for j, (ids, *_rest) in enumerate(g["samples"])
+            if adv[i, j] != 0  # zero advantage => zero gradient; skipping saves compute only
+        ]
+        learn: dict = {"loss": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0}
+        if seqs:
+            old = None if algo.num_iterations == 1 else sequence_logprobs(
+                model, seqs, tokenizer.pad_token_id, algo.token_budget)
+            for _ in range(algo.num_iterations):
+                learn = policy_gradient_step(
+                    model, optimizer, seqs, old, pad_id=tokenizer.pad_token_id, token_budget=algo.token_budget,
+                    grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
+                    aggregation=algo.loss_aggregation, num_sequences=rewards.numel(),
+                    max_tokens=cfg.sampler.max_new_tokens)
+        t_learned = time.time()
+        model.save_pretrained(sync_dir, safe_serialization=True)
+        samplers.sync_weights(sync_dir)
+        t_end = time.time()
+
+        lengths = [len(s[0]) for g in groups for s in g["samples"]]
+        metrics = {
+            "pass_rate": rewards.ge(1.0).float().mean().item(),
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.std(dim=1, unbiased=False).mean().item(),
+            "frac_reward_zero_std": zero_variance_fraction(rewards),
+            "completions/mean_length": float(np.mean(lengths)),
+            "completions/clipped_ratio": float(np.mean([s[4] == "length" for g in groups for s in g["samples"]])),
+            "verifier/failures": failures,
+            "learned_sequences": len(seqs),
+            **learn,
+            "time/sample": t_sampled - t0 - grade_s,
+            "time/grade": grade_s,
+            "time/learn": t_learned - t_sampled,
+            "time/sync": t_end - t_learned,
+            "time/step": t_end - t0,
+        }
+        tracker.log("rl", step, metrics)
+        _log_rollouts(rollouts_path, step, problems, groups, rl.rollouts_logged_per_step)
+        bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", loss=f"{learn['loss']:.4f}",
+                        s_step=f"{metrics['time/step']:.1f}")
+        if rl.eval_every and (step % rl.eval_every == 0) and step != rl.steps:
+            last_eval = evaluate_fn(step)
+    return last_eval
+
+
+def _log_rollouts(path: Path, step: int, problems: list[Problem], groups: list[dict], per_step: int) -> None:
+    """A few sampled solutions per step with their reward and the verifier's reason, for reading."""
+    with open(path, "a") as f:
+        for p, g in list(zip(problems, groups, strict=True))[:per_step]:
+            _, text, reward, reason, _ = g["samples"][0]
+            f.write(json.dumps({"step": step, "question": p.question, "answer": p.answer,
+                                "completion": text, "reward": reward, "reason": reason}) + "\n")

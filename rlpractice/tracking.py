@@ -1,0 +1,73 @@
+"""Tracking: W&B (offline by default), plus metrics.jsonl and a PNG of the pass-rate curves.
+
+metrics.jsonl is append-only: one JSON object per log call, with the stage and step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import wandb
+from omegaconf import DictConfig, OmegaConf
+
+
+class Tracker:
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        t = cfg.tracker
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(
+            project=t.project, entity=t.entity or None, name=t.name or run_dir.name, mode=t.mode,
+            dir=str(run_dir), config=OmegaConf.to_container(cfg, resolve=True), tags=list(t.tags),
+        )
+        for stage in ("pretrain", "sft", "rl", "eval"):
+            self.run.define_metric(f"{stage}/step")
+            self.run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
+
+    def log(self, stage: str, step: int, metrics: dict) -> None:
+        row = {f"{stage}/{k}": v for k, v in metrics.items()}
+        row[f"{stage}/step"] = step
+        self.run.log(row)
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps({"stage": stage, "step": step, **metrics}) + "\n")
+
+    def finish(self, summary: dict) -> None:
+        for k, v in summary.items():
+            self.run.summary[k] = v
+        self.run.finish()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_pass_rates(metrics_path: Path, out_png: Path) -> Path:
+    """Training-group pass rate per RL step and held-out pass@k at each evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    rl = [r for r in rows if r["stage"] == "rl"]
+    ev = [r for r in rows if r["stage"] == "eval"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if rl:
+        ax.plot([r["step"] for r in rl], [r["pass_rate"] for r in rl], label="practice groups: pass rate",
+                alpha=0.6)
+    for key in sorted({k for r in ev for k in r if k.startswith("pass@")}):
+        ax.plot([r["step"] for r in ev], [r[key] for r in ev], marker="o", label=f"held-out {key}")
+    ax.set_xlabel("RL step (0 = after SFT)")
+    ax.set_ylabel("fraction correct")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("rlpractice: pass rates")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png

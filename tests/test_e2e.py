@@ -1,0 +1,65 @@
+"""End to end through the real command line: pretrain -> SFT -> GRPO with Ray + vLLM + W&B (offline)."""
+
+import json
+
+import pytest
+
+from rlpractice.tracking import read_metrics
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_three_stages_end_to_end(tmp_path, tiny_args):
+    run_dir = tmp_path / "run"
+    result = run_cli([*tiny_args, f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"run directory: {run_dir}" in result.stdout
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("sft_pass_at_1", "rl_pass_at_1", "rl_steps", "samples_per_prompt", "wall_seconds"):
+        assert key in summary
+    assert summary["rl_steps"] == 2 and summary["samples_per_prompt"] == 16
+    assert 0.0 <= summary["sft_pass_at_1"] <= 1.0
+
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    stages = [r["stage"] for r in rows]
+    assert {"pretrain", "sft", "rl", "eval"} <= set(stages)
+    rl = [r for r in rows if r["stage"] == "rl"]
+    assert [r["step"] for r in rl] == [1, 2]
+    for key in ("pass_rate", "reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "loss",
+                "time/sample", "time/grade", "time/learn", "time/sync"):
+        assert key in rl[0], key
+    evals = [r for r in rows if r["stage"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 1, 2]
+    assert all("pass@1" in r and "pass@4" in r for r in evals)
+
+    for name in ("pass_rates.png", "rollouts.jsonl", "checkpoints/sft/config.json", "checkpoints/rl/model.safetensors"):
+        assert (run_dir / name).exists(), name
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    history = list(offline[0].glob("*.wandb"))
+    assert history and b"rl/pass_rate" in history[0].read_bytes()
+
+
+CUSTOM = '''
+from rlpractice.grading.registry import Grade, verifier
+
+
+@verifier("mentions_answer")
+def mentions_answer(completion: str, answer: str, **columns) -> Grade:
+    ok = answer in completion
+    return Grade(float(ok), "custom: answer mentioned" if ok else "custom: answer not mentioned")
+'''
+
+
+def test_custom_verifier_selected_from_the_command_line(tmp_path, tiny_args):
+    plugins = tmp_path / "my_verifiers"
+    plugins.mkdir()
+    (plugins / "mentions.py").write_text(CUSTOM)
+    run_dir = tmp_path / "run"
+    result = run_cli([*tiny_args, "verifier.name=mentions_answer", f"verifier.dirs=[{plugins}]",
+                      "rl.eval_every=0", f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    reasons = {json.loads(line)["reason"] for line in (run_dir / "rollouts.jsonl").read_text().splitlines()}
+    assert reasons and all(r.startswith("custom: ") for r in reasons)

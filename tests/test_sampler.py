@@ -1,0 +1,57 @@
+"""The real sampler: a vLLM engine inside a Ray actor serves the learner's new weights after a sync."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from rlpractice import model as policy
+from rlpractice.rollout.samplers import Samplers
+from rlpractice.tokenizer import train_tokenizer
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+PROMPT = "Question: Tom has 3 apples and gets 4 more. How many apples does Tom have now?\nSolution:"
+
+
+def hf_greedy(model, tokenizer, prompt: str, n: int) -> list[int]:
+    ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            nxt = int(model(ids).logits[0, -1].argmax())
+            if nxt == tokenizer.eos_token_id:
+                break
+            out.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    return out
+
+
+def test_weight_sync_changes_what_the_engine_serves(tmp_path):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=math", "sampler.max_new_tokens=12",
+                                           "sampler.max_samples_per_request=8", "sampler.samples_per_call=16"])
+    tok = train_tokenizer([PROMPT + " 3 + 4 = 7. Answer: 7"] * 50, 300)
+    model = policy.new_model(tok, 64, 2, 2, 128, 128, seed=0)
+    policy.save(model, tok, tmp_path / "ckpt")
+    samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
+    try:
+        def greedy() -> list[int]:
+            [(_, chunk)] = list(samplers.sample([PROMPT], 1, temperature=0.0))
+            ids = chunk["completions"][0][0]
+            return [t for t in ids if t != tok.eos_token_id]
+
+        assert greedy() == hf_greedy(model, tok, PROMPT, 12)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.5)
+        expected = hf_greedy(model, tok, PROMPT, 12)
+        model.save_pretrained(tmp_path / "sync", safe_serialization=True)
+        samplers.sync_weights(str(tmp_path / "sync"))
+        assert greedy() == expected
+
+        # a large group is split into requests and calls, and every sample comes back
+        chunks = list(samplers.sample([PROMPT, PROMPT + " "], 40))
+        per_prompt = [sum(len(c["completions"]) for i, c in chunks if i == k) for k in (0, 1)]
+        assert per_prompt == [40, 40] and len(chunks) == 10
+    finally:
+        samplers.shutdown()
