@@ -31,7 +31,7 @@ def test_weight_sync_changes_what_the_engine_serves(tmp_path):
         cfg = compose("config", overrides=["+experiment=math", "sampler.max_new_tokens=12",
                                            "sampler.max_samples_per_request=8", "sampler.samples_per_call=16"])
     tok = train_tokenizer([PROMPT + " 3 + 4 = 7. Answer: 7"] * 50, 300)
-    model = policy.new_model(tok, 64, 2, 2, 128, 128, seed=0)
+    model = policy.new_model(tok, 64, 2, 2, 128, 256, seed=0)
     policy.save(model, tok, tmp_path / "ckpt")
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:

@@ -60,6 +60,41 @@ def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem
     return groups, grade_s
 
 
+def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo: DictConfig, pad_id: int,
+                  max_tokens: int) -> dict:
+    """`algo.num_iterations` passes over the samples; each pass takes `algo.minibatches` optimiser steps,
+    each on a slice of the groups. The ratio is taken against the sampling policy's log-probs
+    (recomputed by the learner before the first update when there is more than one update)."""
+    parts = [part.tolist() for part in np.array_split(np.arange(len(groups)), algo.minibatches) if len(part)]
+    part_seqs = [
+        [
+            Sequence(groups[i]["prompt_ids"] + ids, [0] * len(groups[i]["prompt_ids"]) + [1] * len(ids),
+                     float(adv[i, j]))
+            for i in part
+            for j, (ids, *_rest) in enumerate(groups[i]["samples"])
+            if adv[i, j] != 0  # zero advantage => zero gradient (no KL term): skipping saves compute only
+        ]
+        for part in parts
+    ]
+    several_updates = algo.num_iterations * len(parts) > 1
+    olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget) if several_updates and seqs else None
+            for seqs in part_seqs]
+    steps: list[dict] = []
+    for _ in range(algo.num_iterations):
+        for part, seqs, old in zip(parts, part_seqs, olds, strict=True):
+            if seqs:
+                steps.append(policy_gradient_step(
+                    model, optimizer, seqs, old, pad_id=pad_id, token_budget=algo.token_budget,
+                    grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
+                    aggregation=algo.loss_aggregation, num_sequences=len(part) * adv.shape[1],
+                    max_tokens=max_tokens))
+    out = {k: float(np.mean([m[k] for m in steps])) for k in ("loss", "clip_ratio", "grad_norm")} if steps else \
+        {"loss": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0}
+    out["optimizer_steps"] = len(steps)
+    out["learned_sequences"] = sum(len(seqs) for seqs in part_seqs)
+    return out
+
+
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
            tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int) -> dict:
     rl, algo = cfg.rl, cfg.algo
@@ -82,22 +117,8 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
                                f"(first reason: {groups[0]['samples'][0][3]}); stopping instead of "
                                "training on garbage")
         adv = group_advantages(rewards, scale_by_std=algo.scale_by_std)
-        seqs = [
-            Sequence(g["prompt_ids"] + ids, [0] * len(g["prompt_ids"]) + [1] * len(ids), float(adv[i, j]))
-            for i, g in enumerate(groups)
-            for j, (ids, *_rest) in enumerate(g["samples"])
-            if adv[i, j] != 0  # zero advantage => zero gradient; skipping saves compute only
-        ]
-        learn: dict = {"loss": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0}
-        if seqs:
-            old = None if algo.num_iterations == 1 else sequence_logprobs(
-                model, seqs, tokenizer.pad_token_id, algo.token_budget)
-            for _ in range(algo.num_iterations):
-                learn = policy_gradient_step(
-                    model, optimizer, seqs, old, pad_id=tokenizer.pad_token_id, token_budget=algo.token_budget,
-                    grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
-                    aggregation=algo.loss_aggregation, num_sequences=rewards.numel(),
-                    max_tokens=cfg.sampler.max_new_tokens)
+        learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
+                              cfg.sampler.max_new_tokens)
         t_learned = time.time()
         model.save_pretrained(sync_dir, safe_serialization=True)
         samplers.sync_weights(sync_dir)
@@ -112,7 +133,6 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             "completions/mean_length": float(np.mean(lengths)),
             "completions/clipped_ratio": float(np.mean([s[4] == "length" for g in groups for s in g["samples"]])),
             "verifier/failures": failures,
-            "learned_sequences": len(seqs),
             **learn,
             "time/sample": t_sampled - t0 - grade_s,
             "time/grade": grade_s,
