@@ -13,9 +13,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+# Head sizes vLLM's CPU attention kernels accept (vllm/v1/attention/backends/cpu_attn.py, 0.32); any other
+# size loads fine and then kills the engine at its first generate.
+VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
 
 def new_model(tokenizer, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
               max_seq_len: int, seed: int) -> LlamaForCausalLM:
+    head_dim, rest = divmod(hidden_size, num_heads)
+    if rest or head_dim not in VLLM_CPU_HEAD_SIZES:
+        raise ValueError(f"model.hidden_size={hidden_size} / model.num_heads={num_heads} gives head size "
+                         f"{hidden_size / num_heads:g}; vLLM's CPU kernels need one of {VLLM_CPU_HEAD_SIZES}")
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -15,7 +15,7 @@ TINY = [
     "pretrain.steps=15", "pretrain.batch_size=8", "sft.steps=10", "sft.batch_size=8",
     "rl.steps=2", "rl.prompts_per_step=4", "rl.samples_per_prompt=16", "rl.eval_every=1",
     "eval.samples_per_problem=4", "eval.k=[1,4]", "sampler.max_new_tokens=24",
-    "model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128",
+    "model.hidden_size=64", "model.num_heads=2", "model.num_layers=2", "model.intermediate_size=128",
 ]
 
 

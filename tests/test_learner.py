@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from rlpractice.learner import Sequence, collate, microbatches, policy_gradient_step
@@ -22,7 +23,7 @@ def test_collate_aligns_targets_with_next_token():
 
 def _tiny():
     tok = train_tokenizer(["Question: 1 + 2 = 3. Answer: 3"] * 20, 300)
-    return new_model(tok, 32, 1, 2, 64, 64, seed=0), tok
+    return new_model(tok, 32, 1, 1, 64, 64, seed=0), tok
 
 
 def test_micro_batching_does_not_change_the_gradient():
@@ -53,3 +54,9 @@ def test_policy_gradient_raises_logprob_of_positive_advantage_sample():
                              eps_low=0.2, eps_high=0.2, aggregation="token_mean", num_sequences=1, max_tokens=4)
     after = sequence_logprobs(model, seqs, tok.pad_token_id, 1000)[0][1:].sum()
     assert after > before
+
+
+def test_head_size_vllm_cannot_serve_is_refused_up_front():
+    tok = train_tokenizer(["1 + 1 = 2."] * 20, 280)
+    with pytest.raises(ValueError, match="model.num_heads=4"):
+        new_model(tok, 64, 1, 4, 64, 64, seed=0)
