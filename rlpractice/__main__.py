@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from rlpractice.errors import UserError
 from rlpractice.pipeline import run
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run(cfg, run_dir)
+    try:
+        summary = run(cfg, run_dir)
+    except UserError as e:  # the message says what to fix; a traceback would only bury it
+        sys.exit(f"error: {e}")
     print(f"\nsft pass@1 {summary['sft_pass_at_1']:.3f} -> rl pass@1 {summary['rl_pass_at_1']:.3f} "
           f"({summary['wall_seconds'] / 60:.1f} min)")
     print(f"run directory: {run_dir}")

@@ -55,10 +55,17 @@ def collate(seqs: list[Sequence], pad_id: int, device: torch.device | str = "cpu
     return ids.to(device), attn.to(device), target.to(device)
 
 
-def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1]."""
+def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = False):
+    """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1] (and, if asked, the detached entropy of
+    each of those next-token distributions, same shape)."""
     logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-    return -F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    logp = -F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    if not with_entropy:
+        return logp
+    with torch.no_grad():
+        log_probs = F.log_softmax(logits, dim=-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return logp, entropy
 
 
 def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float,
@@ -102,11 +109,11 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     model.train()
     num_tokens = sum(sum(s.loss_mask[1:]) for s in seqs)
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, clipped, counted = 0.0, 0.0, 0.0
+    loss_sum, clipped, counted, entropy_sum = 0.0, 0.0, 0.0, 0.0
     for idx in microbatches([len(s.ids) for s in seqs], token_budget):
         batch = [seqs[i] for i in idx]
         ids, attn, target = collate(batch, pad_id, device)
-        logp = token_logprobs(model, ids, attn)
+        logp, entropy = token_logprobs(model, ids, attn, with_entropy=True)
         if old_logps is None:  # one pass over fresh samples: the sampling policy is the current one
             old = logp.detach()
         else:
@@ -120,6 +127,8 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
         loss_sum += loss.item()
         clipped += (was_clipped.float() * target).sum().item()
         counted += target.sum().item()
+        entropy_sum += (entropy * target).sum().item()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
     optimizer.step()
-    return {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm}
+    return {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,
+            "entropy": entropy_sum / max(counted, 1.0)}

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from rlpractice.errors import UserError
 
 # Head sizes vLLM's CPU attention kernels accept (vllm/v1/attention/backends/cpu_attn.py, 0.32); any other
 # size loads fine and then kills the engine at its first generate.
@@ -22,7 +25,7 @@ def new_model(tokenizer, hidden_size: int, num_layers: int, num_heads: int, inte
               max_seq_len: int, seed: int) -> LlamaForCausalLM:
     head_dim, rest = divmod(hidden_size, num_heads)
     if rest or head_dim not in VLLM_CPU_HEAD_SIZES:
-        raise ValueError(f"model.hidden_size={hidden_size} / model.num_heads={num_heads} gives head size "
+        raise UserError(f"model.hidden_size={hidden_size} / model.num_heads={num_heads} gives head size "
                          f"{hidden_size / num_heads:g}; vLLM's CPU kernels need one of {VLLM_CPU_HEAD_SIZES}")
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -46,19 +49,23 @@ def load(path: str | Path):
     """(model, tokenizer) from an HF directory, with an error that says what is missing."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model path {path} is not an HF checkpoint directory (no config.json)")
+        raise UserError(f"model path {path} is not an HF checkpoint directory (no config.json there); "
+                        "set model.path to a directory written by save_pretrained, or null to pretrain")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer
 
 
-def save(model, tokenizer, path: str | Path) -> Path:
-    """Write an HF checkpoint atomically: into a temporary sibling, then rename over `path`."""
+def save(model, tokenizer, path: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
+    """Write an HF checkpoint atomically: into a temporary sibling, then rename over `path`, so a
+    directory with the final name is always complete. `extra(tmp_dir)` may add more files first."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    if extra is not None:
+        extra(tmp)
     old = path.with_name(path.name + ".old")
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -1,6 +1,7 @@
 """The whole textbook, in order: exposition -> pretrain, worked -> SFT, practice -> RL, held-out -> eval.
 
-Writes into the run directory: checkpoints/{pretrain,sft,rl}/ (HF format), metrics.jsonl,
+Writes into the run directory: checkpoints/{pretrain,sft,rl}/ (HF format), checkpoints/rl_steps/
+(resumable RL checkpoints, see checkpoint.py), metrics.jsonl,
 rollouts.jsonl, pass_rates.png, summary.json, and wandb/ (the W&B run, offline unless configured).
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice import model as policy
+from rlpractice.checkpoint import latest_rl_state
+from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.samplers import Samplers
@@ -27,30 +30,41 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoints"
+    if (run_dir / "metrics.jsonl").exists() and not cfg.resume:
+        raise UserError(f"{run_dir} already holds a run (metrics.jsonl); add resume=true to continue it, "
+                                "or choose another hydra.run.dir. Nothing was changed.")
     tracker = Tracker(cfg, run_dir)
     pool = None
     samplers = None
     try:
         tb = cfg.textbook
         book = build_textbook(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout,
-                              tuple(tb.levels))
+                              tuple(tb.levels), tb.answer_only)
         print(f"[textbook] {len(book.exposition)} exposition texts, {len(book.worked)} worked, "
               f"{len(book.practice)} practice, {len(book.heldout)} held-out problems")
         pool = GradingPool(cfg.verifier.name, cfg.verifier.dirs, cfg.verifier.num_workers,
                            cfg.verifier.timeout_s, cfg.verifier.memory_limit_mb)
 
-        if cfg.model.path:
+        # On resume, start from the furthest finished point: an RL step, else SFT, else pretraining.
+        rl_state = latest_rl_state(ckpt / "rl_steps") if cfg.resume else None
+        done = next((d for d in ([rl_state] if rl_state else []) + [ckpt / "sft", ckpt / "pretrain"]
+                     if cfg.resume and (d / "config.json").is_file()), None)
+        if done is not None:
+            model, tokenizer = policy.load(done)
+            print(f"[resume] continuing from {done}")
+        elif cfg.model.path:
             model, tokenizer = policy.load(cfg.model.path)
             print(f"[model] loaded {cfg.model.path} ({policy.num_params(model) / 1e6:.2f}M params); no pretraining")
         else:
             model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed)
             policy.save(model, tokenizer, ckpt / "pretrain")
-        if cfg.sft.steps > 0:
-            model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed)
-        sft_dir = policy.save(model, tokenizer, ckpt / "sft")
+        if done is None or done.name == "pretrain":
+            if cfg.sft.steps > 0:
+                model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed)
+            done = policy.save(model, tokenizer, ckpt / "sft")
 
         print(f"[rl] starting {cfg.sampler.num_samplers} vLLM sampler actor(s) in Ray ...", flush=True)
-        samplers = Samplers(str(sft_dir), cfg.sampler, cfg.cluster, cfg.seed)
+        samplers = Samplers(str(done), cfg.sampler, cfg.cluster, cfg.seed)
         print(f"[rl] samplers ready (engine start {max(i['startup_s'] for i in samplers.info):.1f}s)")
         ev = cfg.eval
 
@@ -63,10 +77,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             print(f"[eval] step {step}: held-out {shown} ({result['time']:.1f}s)", flush=True)
             return result
 
-        sft_eval = evaluate_at(0)
+        sft_eval = (cfg.resume and tracker.logged("eval", 0)) or evaluate_at(0)
         rl_eval = sft_eval
         if cfg.rl.steps > 0:
-            run_rl(cfg, model, tokenizer, book.practice, samplers, pool, tracker, run_dir, evaluate_at, cfg.seed)
+            run_rl(cfg, model, tokenizer, book.practice, samplers, pool, tracker, run_dir, evaluate_at, cfg.seed,
+                   resume_from=rl_state)
             rl_eval = evaluate_at(cfg.rl.steps)
             policy.save(model, tokenizer, ckpt / "rl")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import wandb
@@ -19,13 +20,29 @@ class Tracker:
         self.metrics_path = run_dir / "metrics.jsonl"
         t = cfg.tracker
         os.environ.setdefault("WANDB_SILENT", "true")
+        # One W&B run per run directory: a resumed run continues the same W&B run instead of a new one.
+        id_file = run_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
+        id_file.write_text(run_id)
         self.run = wandb.init(
             project=t.project, entity=t.entity or None, name=t.name or run_dir.name, mode=t.mode,
             dir=str(run_dir), config=OmegaConf.to_container(cfg, resolve=True), tags=list(t.tags),
+            id=run_id, resume="allow",
         )
         for stage in ("pretrain", "sft", "rl", "eval"):
             self.run.define_metric(f"{stage}/step")
             self.run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
+
+    def logged(self, stage: str, step: int) -> dict | None:
+        """The row metrics.jsonl already holds for (stage, step), if any (used when resuming)."""
+        if not self.metrics_path.exists():
+            return None
+        rows = [r for r in read_metrics(self.metrics_path) if r["stage"] == stage and r["step"] == step]
+        return rows[-1] if rows else None
+
+    def log_once(self, stage: str, step: int, metrics: dict) -> None:
+        if self.logged(stage, step) is None:
+            self.log(stage, step, metrics)
 
     def log(self, stage: str, step: int, metrics: dict) -> None:
         row = {f"{stage}/{k}": v for k, v in metrics.items()}

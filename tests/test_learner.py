@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from rlpractice.errors import UserError
 from rlpractice.learner import Sequence, collate, microbatches, policy_gradient_step
 from rlpractice.model import new_model
 from rlpractice.tokenizer import train_tokenizer
@@ -58,5 +59,5 @@ def test_policy_gradient_raises_logprob_of_positive_advantage_sample():
 
 def test_head_size_vllm_cannot_serve_is_refused_up_front():
     tok = train_tokenizer(["1 + 1 = 2."] * 20, 280)
-    with pytest.raises(ValueError, match="model.num_heads=4"):
+    with pytest.raises(UserError, match="model.num_heads=4"):
         new_model(tok, 64, 1, 4, 64, 64, seed=0)

@@ -55,3 +55,13 @@ def test_fraction_level_has_fraction_answers():
     fractions = [p.answer for p in small_book().worked if p.level == 4 and "/" in p.answer]
     assert len(fractions) > 30
     assert all(Fraction(a) == Fraction(a).limit_denominator() for a in fractions)
+
+
+def test_answer_only_share_prints_some_solutions_as_the_answer_alone():
+    full = build_textbook(0, 10, 400, 10, 10)
+    mixed = build_textbook(0, 10, 400, 10, 10, answer_only_fraction=0.5)
+    assert [p.question for p in full.worked] == [p.question for p in mixed.worked]
+    terse = [p for p in mixed.worked if p.solution == f" Answer: {p.answer}"]
+    assert 150 < len(terse) < 250
+    assert all(extract_answer(p.solution) == p.answer for p in mixed.worked)
+    assert mixed.practice == full.practice and mixed.heldout == full.heldout

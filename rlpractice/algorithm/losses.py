@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from rlpractice.errors import UserError
+
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                       eps_low: float, eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +45,7 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_sequen
         return masked.sum() / max(num_tokens, 1)
     if mode == "seq_mean_token_sum_norm":
         return masked.sum() / (max_tokens * num_sequences)
-    raise ValueError(f"unknown algo.loss_aggregation {mode!r}")
+    raise UserError(f"unknown algo.loss_aggregation {mode!r}")
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlpractice.errors import UserError
+
 # The repository's own plugin folder. It is not a Python package (a PyPI package named `verifiers`
 # exists); its files are loaded by path under the module prefix below.
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "verifiers"
@@ -83,15 +85,15 @@ def get_verifier(name: str, dirs: list[str] | tuple[str, ...] = ()) -> Verifier:
         try:
             fn = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ValueError(f"verifier.name={name!r}: cannot import {attr!r} from {module_name!r}") from exc
+            raise UserError(f"verifier.name={name!r}: cannot import {attr!r} from {module_name!r}") from exc
         return _REGISTRY.get(name) or Verifier(name, fn, getattr(fn, "fast", None))
     if name not in _REGISTRY:
         for folder in [BUILTIN_DIR, *map(Path, dirs)]:
             if not folder.is_dir():
-                raise ValueError(f"verifier.dirs: {folder} is not a directory")
+                raise UserError(f"verifier.dirs: {folder} is not a directory")
             _load_plugin_dir(folder)
     if name not in _REGISTRY:
-        raise ValueError(
+        raise UserError(
             f"unknown verifier {name!r}; registered: {sorted(_REGISTRY)}. Register one with "
             f"@verifier({name!r}) in a file under {BUILTIN_DIR} or a folder in verifier.dirs, "
             "or give a dotted path 'module:function'."

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from rlpractice.algorithm.advantages import group_advantages, zero_variance_fraction
+from rlpractice.checkpoint import load_rl_state, save_rl_state
 from rlpractice.grading.pool import GradingPool, is_failure
 from rlpractice.learner import Sequence, policy_gradient_step, sequence_logprobs
 from rlpractice.rollout.samplers import Samplers
@@ -28,7 +29,8 @@ from rlpractice.textbook.problems import Problem
 
 
 class PracticeOrder:
-    """Practice problems in a reshuffled order each pass over the set (seeded)."""
+    """Practice problems in a reshuffled order each pass over the set (seeded). Its `state()` is the
+    data position a checkpoint keeps, so a resumed run takes exactly the problems it would have taken."""
 
     def __init__(self, problems: list[Problem], seed: int):
         self.problems, self.rng, self.queue = problems, random.Random(seed), []
@@ -37,10 +39,19 @@ class PracticeOrder:
         out = []
         while len(out) < k:
             if not self.queue:
-                self.queue = self.problems[:]
+                self.queue = list(range(len(self.problems)))
                 self.rng.shuffle(self.queue)
-            out.append(self.queue.pop())
+            out.append(self.problems[self.queue.pop()])
         return out
+
+    def state(self) -> dict:
+        version, internal, gauss = self.rng.getstate()
+        return {"queue": list(self.queue), "rng": [version, list(internal), gauss]}
+
+    def restore(self, state: dict) -> None:
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.queue = list(state["queue"])
 
 
 def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int):
@@ -88,22 +99,33 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
                     grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
                     aggregation=algo.loss_aggregation, num_sequences=len(part) * adv.shape[1],
                     max_tokens=max_tokens))
-    out = {k: float(np.mean([m[k] for m in steps])) for k in ("loss", "clip_ratio", "grad_norm")} if steps else \
-        {"loss": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0}
+    out = {k: float(np.mean([m[k] for m in steps])) for k in ("loss", "clip_ratio", "grad_norm", "entropy")} \
+        if steps else {"loss": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0, "entropy": 0.0}
     out["optimizer_steps"] = len(steps)
     out["learned_sequences"] = sum(len(seqs) for seqs in part_seqs)
     return out
 
 
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
-           tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int) -> dict:
+           tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int,
+           resume_from: Path | None = None) -> dict:
+    """RL steps 1..rl.steps (or from the step after `resume_from`, a checkpoint of this run)."""
     rl, algo = cfg.rl, cfg.algo
     optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay, betas=(0.9, 0.99))
     order = PracticeOrder(practice, seed)
+    first = 1
+    if resume_from is not None:
+        state = load_rl_state(resume_from, optimizer)
+        order.restore(state["order"])
+        first = state["step"] + 1
+        tracker.log_once("rl", state["step"], state["metrics"])  # in case the run died before logging it
+        tracker.log("resume", state["step"], {"from": str(resume_from)})
+        print(f"[rl] resuming after step {state['step']} from {resume_from}")
     sync_dir = run_dir / "policy_sync"
     rollouts_path = run_dir / "rollouts.jsonl"
     last_eval: dict = {}
-    bar = tqdm(range(1, rl.steps + 1), desc="rl", unit="step", dynamic_ncols=True)
+    bar = tqdm(range(first, rl.steps + 1), desc="rl", unit="step", dynamic_ncols=True, initial=first - 1,
+               total=rl.steps)
     for step in bar:
         t0 = time.time()
         problems = order.take(rl.prompts_per_step)
@@ -140,6 +162,10 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             "time/sync": t_end - t_learned,
             "time/step": t_end - t0,
         }
+        if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or step == rl.steps):
+            # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
+            save_rl_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
+                          {"order": order.state(), "metrics": metrics}, rl.keep_checkpoints)
         tracker.log("rl", step, metrics)
         _log_rollouts(rollouts_path, step, problems, groups, rl.rollouts_logged_per_step)
         bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", loss=f"{learn['loss']:.4f}",
