@@ -1,4 +1,5 @@
-"""Held-out evaluation: pass@1 and pass@k (unbiased estimator) with the run's verifier and sampling."""
+"""Held-out evaluation with the run's verifier and sampling settings: pass@k (unbiased estimator, k up to
+the samples per problem) and maj@n (majority vote over the n samples' final answers)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,20 @@ from collections import defaultdict
 
 import numpy as np
 
-from rlpractice.algorithm.pass_at_k import mean_pass_at_k
+from rlpractice.algorithm.pass_at_k import majority_correct, mean_pass_at_k
+from rlpractice.grading.mathparse import extract_answer, plain_number
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.textbook.problems import Problem
+
+
+def answer_key(text: str) -> str | None:
+    """The final answer, normalised for voting: exact value for plain numbers ('0.5' and '1/2' agree)."""
+    answer = extract_answer(text)
+    if answer is None:
+        return None
+    value = plain_number(answer)
+    return str(value) if value is not None else answer.replace(" ", "")
 
 
 def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int]) -> dict:
@@ -18,14 +29,16 @@ def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: 
     for i, chunk in samplers.sample([p.prompt for p in problems], n):
         texts[i].extend(text for _, text, _ in chunk["completions"])
         lengths.extend(len(ids) for ids, _, _ in chunk["completions"])
-    correct = []
+    correct, majority = [], []
     by_level: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(problems):
         grades = pool.grade(texts[i], [p.answer] * len(texts[i]), [p.columns] * len(texts[i]))
-        c = sum(g.reward >= 1.0 for g in grades)
-        correct.append(c)
-        by_level[p.level].append(c)
+        oks = [g.reward >= 1.0 for g in grades]
+        correct.append(sum(oks))
+        majority.append(majority_correct([answer_key(t) for t in texts[i]], oks))
+        by_level[p.level].append(sum(oks))
     out = {f"pass@{k}": mean_pass_at_k(correct, n, k) for k in ks if k <= n}
+    out[f"maj@{n}"] = float(np.mean(majority))
     out.update({f"level{lv}/pass@1": mean_pass_at_k(cs, n, 1) for lv, cs in sorted(by_level.items())})
     out["completion_length"] = float(np.mean(lengths))
     out["num_problems"] = len(problems)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlpractice.algorithm.losses import aggregate, clipped_surrogate
+from rlpractice.algorithm.losses import aggregate, clipped_surrogate, sequence_level_logp
+from rlpractice.errors import UserError
 
 
 @dataclass
@@ -100,12 +101,16 @@ def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: in
 
 def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list[torch.Tensor] | None, *,
                          pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
-                         aggregation: str, num_sequences: int, max_tokens: int, device="cpu") -> dict:
+                         aggregation: str, num_sequences: int, max_tokens: int, ratio_level: str = "token",
+                         device="cpu") -> dict:
     """One optimiser step of the clipped surrogate over `seqs`.
 
     `num_sequences` counts the whole batch, including sequences left out because their advantage is 0
     (they add nothing to the gradient), so skipping them changes speed, not the update.
+    `ratio_level="sequence"` uses one length-normalised importance ratio per sequence (GSPO).
     """
+    if ratio_level not in ("token", "sequence"):
+        raise UserError(f"unknown algo.ratio_level {ratio_level!r}: use token or sequence")
     model.train()
     num_tokens = sum(sum(s.loss_mask[1:]) for s in seqs)
     optimizer.zero_grad(set_to_none=True)
@@ -121,6 +126,8 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
             for row, i in enumerate(idx):
                 old[row, : old_logps[i].numel()] = old_logps[i].to(device)
         adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)
+        if ratio_level == "sequence":
+            logp = sequence_level_logp(logp, old, target)
         per_token, was_clipped = clipped_surrogate(logp, old, adv, eps_low, eps_high)
         loss = aggregate(per_token, target, aggregation, num_sequences, num_tokens, max_tokens)
         loss.backward()

@@ -73,7 +73,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             result = evaluate(samplers, pool, list(book.heldout), ev.samples_per_problem, list(ev.k))
             result["time"] = time.time() - t
             tracker.log("eval", step, result)
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k.startswith("pass@"))
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k.startswith(("pass@", "maj@")))
             print(f"[eval] step {step}: held-out {shown} ({result['time']:.1f}s)", flush=True)
             return result
 
@@ -89,8 +89,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             "sft_pass_at_1": sft_eval["pass@1"],
             "rl_pass_at_1": rl_eval["pass@1"],
             "rl_gain": rl_eval["pass@1"] - sft_eval["pass@1"],
-            **{f"sft_{k}": v for k, v in sft_eval.items() if k.startswith(("pass@", "level"))},
-            **{f"rl_{k}": v for k, v in rl_eval.items() if k.startswith(("pass@", "level"))},
+            **{f"sft_{k}": v for k, v in sft_eval.items() if k.startswith(("pass@", "maj@", "level"))},
+            **{f"rl_{k}": v for k, v in rl_eval.items() if k.startswith(("pass@", "maj@", "level"))},
             "heldout_problems": len(book.heldout),
             "eval_samples_per_problem": ev.samples_per_problem,
             "eval_temperature": cfg.sampler.temperature,

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from rlpractice.algorithm.advantages import group_advantages, zero_variance_fraction
-from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k3
-from rlpractice.algorithm.pass_at_k import mean_pass_at_k, pass_at_k
+from rlpractice.algorithm.advantages import advantages, group_advantages, rloo_advantages, zero_variance_fraction
+from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
+from rlpractice.algorithm.pass_at_k import majority_correct, mean_pass_at_k, pass_at_k
+from rlpractice.evaluation import answer_key
 
 
 def test_group_advantages_one_correct_of_four():
@@ -93,3 +94,42 @@ def test_pass_at_k_by_hand():
     assert mean_pass_at_k([0, 4], 4, 1) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         pass_at_k(4, 5, 1)
+
+
+def test_rloo_by_hand():
+    adv = rloo_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]))
+    # leave-one-out means: correct sample 0/3 -> 1; wrong ones 1/3 -> -1/3; second group +-(1 - 1/3)
+    assert adv[0].tolist() == pytest.approx([1.0, -1 / 3, -1 / 3, -1 / 3])
+    assert adv[1].tolist() == pytest.approx([2 / 3, 2 / 3, -2 / 3, -2 / 3])
+    assert advantages(torch.tensor([[1.0, 0.0]]), "rloo", True).tolist() == [[1.0, -1.0]]
+    with pytest.raises(ValueError, match="algo.advantage"):
+        advantages(torch.tensor([[1.0, 0.0]]), "ppo", True)
+
+
+def test_gspo_sequence_ratio_by_hand():
+    logp = torch.tensor([[0.2, 0.4, 9.0]], requires_grad=True)  # third token is padding
+    old = torch.zeros(1, 3)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    seq = sequence_level_logp(logp, old, mask)
+    assert seq[0, :2].tolist() == pytest.approx([0.3, 0.3])  # mean log-ratio of the real tokens
+    loss, clipped = clipped_surrogate(seq, old, torch.tensor([1.0]), 0.2, 0.2)
+    # ratio e^0.3 = 1.3499 > 1.2: the whole sequence is clipped at 1.2
+    assert loss[0, :2].tolist() == pytest.approx([-1.2, -1.2])
+    assert clipped[0, :2].tolist() == [True, True]
+    seq2 = sequence_level_logp(logp, old, mask)
+    (torch.exp(seq2 - old)[0, 0]).backward()
+    # d/dlogp_t of exp(mean) = exp(0.3) / 2 for real tokens, 0 for padding
+    assert logp.grad[0].tolist() == pytest.approx([math.exp(0.3) / 2, math.exp(0.3) / 2, 0.0], rel=1e-5)
+
+
+def test_kl_k1_by_hand():
+    assert kl_k1(torch.tensor([-1.0, -0.5]), torch.tensor([-0.5, -0.5])).tolist() == [-0.5, 0.0]
+
+
+def test_majority_vote_by_hand():
+    assert majority_correct(["7", "5", "7", None], [True, False, True, False])
+    assert not majority_correct(["5", "5", "7"], [False, False, True])
+    assert majority_correct(["5", "7"], [True, False])  # a tie goes to the answer seen first
+    assert not majority_correct([None, None], [False, False])
+    keys = [answer_key(t) for t in [" 1 + 1 = 2. Answer: 1/2", "Answer: 0.5", "Answer: 2/4.", "no answer"]]
+    assert keys == ["1/2", "1/2", "1/2", None]

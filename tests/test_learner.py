@@ -61,3 +61,25 @@ def test_head_size_vllm_cannot_serve_is_refused_up_front():
     tok = train_tokenizer(["1 + 1 = 2."] * 20, 280)
     with pytest.raises(UserError, match="model.num_heads=4"):
         new_model(tok, 64, 1, 4, 64, 64, seed=0)
+
+
+def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():
+    from omegaconf import OmegaConf
+
+    from rlpractice.stages.rl import rft_update
+
+    tok = train_tokenizer(["Question: 1 + 1?\nSolution: 1 + 1 = 2. Answer: 2"] * 20, 280)
+    model = new_model(tok, 32, 1, 1, 64, 64, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sample = lambda n, reward: (list(range(3, 3 + n)), "text", reward, "reason", "stop")  # noqa: E731
+    groups = [{"prompt_ids": [1, 2], "samples": [sample(5, 1.0), sample(3, 1.0), sample(4, 0.0)]},
+              {"prompt_ids": [1, 2], "samples": [sample(4, 0.0)]}]
+    algo = OmegaConf.create({"rft_keep": "all", "token_budget": 256, "grad_clip": 1.0})
+    before = [p.detach().clone() for p in model.parameters()]
+    assert rft_update(model, opt, groups, algo, tok.pad_token_id)["learned_sequences"] == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    algo.rft_keep = "shortest"
+    assert rft_update(model, opt, groups, algo, tok.pad_token_id)["learned_sequences"] == 1
+    no_correct = [groups[1]]
+    assert rft_update(model, opt, no_correct, algo, tok.pad_token_id) == \
+        {"loss": 0.0, "optimizer_steps": 0, "learned_sequences": 0}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from rlpractice.errors import UserError
+
 
 def group_advantages(rewards: torch.Tensor, scale_by_std: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """A_ij = (r_ij - mean_j r_ij) / (std_j r_ij + eps)   (GRPO; Dr. GRPO sets scale_by_std=False).
@@ -25,3 +27,23 @@ def group_advantages(rewards: torch.Tensor, scale_by_std: bool = True, eps: floa
 def zero_variance_fraction(rewards: torch.Tensor) -> float:
     """Fraction of groups whose rewards are all equal (they contribute no gradient)."""
     return (rewards.max(dim=1).values == rewards.min(dim=1).values).float().mean().item()
+
+
+def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """RLOO: A_ij = r_ij - mean of the *other* G-1 rewards of the group = G/(G-1) * (r_ij - mean_j r_ij).
+
+    With rewards [1, 0, 0, 0]: the correct sample gets 1 - 0 = 1, each wrong one 0 - 1/3 = -0.333.
+    """
+    if rewards.dim() != 2 or rewards.shape[1] < 2:
+        raise ValueError(f"rewards must be [num_groups, group_size >= 2], got shape {tuple(rewards.shape)}")
+    g = rewards.shape[1]
+    return (rewards - rewards.mean(dim=1, keepdim=True)) * g / (g - 1)
+
+
+def advantages(rewards: torch.Tensor, estimator: str, scale_by_std: bool) -> torch.Tensor:
+    """The estimator `algo.advantage` names: grpo (group mean, optionally / std) or rloo (leave-one-out)."""
+    if estimator == "grpo":
+        return group_advantages(rewards, scale_by_std=scale_by_std)
+    if estimator == "rloo":
+        return rloo_advantages(rewards)
+    raise UserError(f"unknown algo.advantage {estimator!r}: use grpo or rloo")

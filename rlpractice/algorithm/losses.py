@@ -27,6 +27,16 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
     return loss, (clipped < unclipped)
 
 
+def sequence_level_logp(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """GSPO: replace each token's log-ratio by its sequence's mean log-ratio (length-normalised).
+
+    Returns `old_logp + mean_t(logp - old_logp)` broadcast over the sequence's tokens, so that
+    `clipped_surrogate` on it clips and weights whole sequences; gradients flow through the mean.
+    """
+    mean_log_ratio = ((logp - old_logp) * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
+    return old_logp + mean_log_ratio
+
+
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_sequences: int,
               num_tokens: int, max_tokens: int) -> torch.Tensor:
     """Reduce per-token losses of one micro-batch into its share of the batch loss.
@@ -46,6 +56,11 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_sequen
     if mode == "seq_mean_token_sum_norm":
         return masked.sum() / (max_tokens * num_sequences)
     raise UserError(f"unknown algo.loss_aggregation {mode!r}")
+
+
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k1 estimate of KL(policy || reference): logp - ref (unbiased, can be negative)."""
+    return logp - ref_logp
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

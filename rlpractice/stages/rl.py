@@ -20,10 +20,10 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from rlpractice.algorithm.advantages import group_advantages, zero_variance_fraction
+from rlpractice.algorithm.advantages import advantages, zero_variance_fraction
 from rlpractice.checkpoint import load_rl_state, save_rl_state
 from rlpractice.grading.pool import GradingPool, is_failure
-from rlpractice.learner import Sequence, policy_gradient_step, sequence_logprobs
+from rlpractice.learner import Sequence, lm_step, policy_gradient_step, sequence_logprobs
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.textbook.problems import Problem
 
@@ -98,12 +98,25 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
                     model, optimizer, seqs, old, pad_id=pad_id, token_budget=algo.token_budget,
                     grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
                     aggregation=algo.loss_aggregation, num_sequences=len(part) * adv.shape[1],
-                    max_tokens=max_tokens))
+                    max_tokens=max_tokens, ratio_level=algo.ratio_level))
     out = {k: float(np.mean([m[k] for m in steps])) for k in ("loss", "clip_ratio", "grad_norm", "entropy")} \
         if steps else {"loss": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0, "entropy": 0.0}
     out["optimizer_steps"] = len(steps)
     out["learned_sequences"] = sum(len(seqs) for seqs in part_seqs)
     return out
+
+
+def rft_update(model, optimizer, groups: list[dict], algo: DictConfig, pad_id: int) -> dict:
+    """Best-of-correct (rejection-sampling fine-tuning): keep the correct samples (all, or the shortest
+    per problem) and take one SFT step on them. The simplest form of practice: do what worked."""
+    seqs = []
+    for g in groups:
+        correct = [s for s in g["samples"] if s[2] >= 1.0]
+        if algo.rft_keep == "shortest" and correct:
+            correct = [min(correct, key=lambda s: len(s[0]))]
+        seqs += [Sequence(g["prompt_ids"] + ids, [0] * len(g["prompt_ids"]) + [1] * len(ids)) for ids, *_ in correct]
+    loss = lm_step(model, optimizer, seqs, pad_id, algo.token_budget, algo.grad_clip) if seqs else 0.0
+    return {"loss": loss, "optimizer_steps": int(bool(seqs)), "learned_sequences": len(seqs)}
 
 
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
@@ -138,9 +151,12 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             raise RuntimeError(f"the verifier failed on every answer of step {step} "
                                f"(first reason: {groups[0]['samples'][0][3]}); stopping instead of "
                                "training on garbage")
-        adv = group_advantages(rewards, scale_by_std=algo.scale_by_std)
-        learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
-                              cfg.sampler.max_new_tokens)
+        if algo.name == "rft":
+            learn = rft_update(model, optimizer, groups, algo, tokenizer.pad_token_id)
+        else:
+            adv = advantages(rewards, algo.advantage, algo.scale_by_std)
+            learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
+                                  cfg.sampler.max_new_tokens)
         t_learned = time.time()
         model.save_pretrained(sync_dir, safe_serialization=True)
         samplers.sync_weights(sync_dir)
@@ -168,7 +184,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
                           {"order": order.state(), "metrics": metrics}, rl.keep_checkpoints)
         tracker.log("rl", step, metrics)
         _log_rollouts(rollouts_path, step, problems, groups, rl.rollouts_logged_per_step)
-        bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", loss=f"{learn['loss']:.4f}",
+        bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", loss=f"{learn.get('loss', 0.0):.4f}",
                         s_step=f"{metrics['time/step']:.1f}")
         if rl.eval_every and (step % rl.eval_every == 0) and step != rl.steps:
             last_eval = evaluate_fn(step)

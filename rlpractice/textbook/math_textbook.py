@@ -49,18 +49,19 @@ def fraction_text(x: Fraction) -> str:
 
 
 # ---------------------------------------------------------------- problem templates, one per kind
-# Each returns (question, steps, answer_text). Numbers are kept small: the default model is tiny.
+# Each returns (question, steps, answer_text). Numbers are kept small (sums within 60, products of one-digit
+# numbers): the default model is tiny, and a small set of arithmetic facts is one practice can cover.
 
 
 def _one_step(r: random.Random) -> tuple[str, list[str], str]:
     name, item = r.choice(NAMES), r.choice(ITEMS)
     kind = r.choice(["add", "sub", "mul", "div"])
     if kind == "add":
-        a, b = r.randint(2, 40), r.randint(2, 40)
+        a, b = r.randint(2, 20), r.randint(2, 20)
         q = f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?"
         return q, [f"{a} + {b} = {a + b}."], str(a + b)
     if kind == "sub":
-        a = r.randint(10, 60)
+        a = r.randint(5, 30)
         b = r.randint(1, a - 1)
         q = f"{name} has {a} {item} and gives away {b}. How many {item} are left?"
         return q, [f"{a} - {b} = {a - b}."], str(a - b)
@@ -78,7 +79,7 @@ def _one_step(r: random.Random) -> tuple[str, list[str], str]:
 def _two_steps(r: random.Random) -> tuple[str, list[str], str]:
     name = r.choice(NAMES)
     it1, it2 = r.sample(ITEMS, 2)
-    a, p, b, q_ = r.randint(2, 9), r.randint(2, 9), r.randint(2, 9), r.randint(2, 9)
+    a, p, b, q_ = r.randint(2, 5), r.randint(2, 6), r.randint(2, 5), r.randint(2, 6)
     if r.random() < 0.5:
         q = (
             f"{name} buys {a} {it1} at {p} yuan each and {b} {it2} at {q_} yuan each. "
@@ -86,7 +87,7 @@ def _two_steps(r: random.Random) -> tuple[str, list[str], str]:
         )
         s = [f"{a} * {p} = {a * p}.", f"{b} * {q_} = {b * q_}.", f"{a * p} + {b * q_} = {a * p + b * q_}."]
         return q, s, str(a * p + b * q_)
-    total = a * p + r.randint(1, 30)
+    total = a * p + r.randint(1, 20)
     q = f"{name} has {total} yuan and buys {a} {it1} at {p} yuan each. How many yuan are left?"
     return q, [f"{a} * {p} = {a * p}.", f"{total} - {a * p} = {total - a * p}."], str(total - a * p)
 
@@ -94,7 +95,7 @@ def _two_steps(r: random.Random) -> tuple[str, list[str], str]:
 def _three_steps(r: random.Random) -> tuple[str, list[str], str]:
     name = r.choice(NAMES)
     it1, it2 = r.sample(ITEMS, 2)
-    a, p, b, q_ = r.randint(2, 6), r.randint(2, 9), r.randint(2, 6), r.randint(2, 9)
+    a, p, b, q_ = r.randint(2, 4), r.randint(2, 6), r.randint(2, 4), r.randint(2, 6)
     spent = a * p + b * q_
     if r.random() < 0.5:
         bill = r.choice([b_ for b_ in (50, 100) if b_ > spent] or [100])
