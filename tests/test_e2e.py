@@ -32,7 +32,7 @@ def test_three_stages_end_to_end(tmp_path, tiny_args):
         assert key in rl[0], key
     evals = [r for r in rows if r["stage"] == "eval"]
     assert [r["step"] for r in evals] == [0, 1, 2]
-    assert all("pass@1" in r and "pass@4" in r for r in evals)
+    assert all("pass@1" in r and "pass@4" in r and "maj@4" in r for r in evals)
 
     for name in ("pass_rates.png", "rollouts.jsonl", "checkpoints/sft/config.json", "checkpoints/rl/model.safetensors"):
         assert (run_dir / name).exists(), name
@@ -54,12 +54,15 @@ def mentions_answer(completion: str, answer: str, **columns) -> Grade:
 
 
 def test_custom_verifier_selected_from_the_command_line(tmp_path, tiny_args):
+    """Also runs the DAPO preset (dynamic sampling): the algorithm is independent of the verifier."""
     plugins = tmp_path / "my_verifiers"
     plugins.mkdir()
     (plugins / "mentions.py").write_text(CUSTOM)
     run_dir = tmp_path / "run"
     result = run_cli([*tiny_args, "verifier.name=mentions_answer", f"verifier.dirs=[{plugins}]",
-                      "rl.eval_every=0", f"hydra.run.dir={run_dir}"])
+                      "rl.eval_every=0", "algo=dapo", f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr[-3000:]
     reasons = {json.loads(line)["reason"] for line in (run_dir / "rollouts.jsonl").read_text().splitlines()}
     assert reasons and all(r.startswith("custom: ") for r in reasons)
+    rl = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
+    assert all(0.0 <= r["dynamic_sampling/filtered_fraction"] <= 1.0 for r in rl)

@@ -14,7 +14,8 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, run_cli
+
+from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -71,6 +71,32 @@ def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem
     return groups, grade_s
 
 
+def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, prompts: int, n: int,
+                 algo: DictConfig) -> tuple[list[Problem], list[dict], float, float]:
+    """`prompts` problems with their graded groups. With `algo.dynamic_sampling` (DAPO), groups whose
+    rewards are all equal (no signal) are dropped and more problems are sampled to refill the batch,
+    for at most `algo.max_sampling_rounds` rounds. Returns (problems, groups, grade seconds, fraction
+    of sampled groups filtered out)."""
+    problems, groups, grade_s, seen = [], [], 0.0, 0
+    rounds = algo.max_sampling_rounds if algo.dynamic_sampling else 1
+    for _ in range(rounds):
+        batch = order.take(prompts - len(groups))
+        new, secs = collect_groups(samplers, pool, batch, n)
+        grade_s += secs
+        seen += len(new)
+        for p, g in zip(batch, new, strict=True):
+            rewards = [s[2] for s in g["samples"]]
+            if not algo.dynamic_sampling or max(rewards) != min(rewards):
+                problems.append(p)
+                groups.append(g)
+        if len(groups) == prompts:
+            break
+    filtered = 1.0 - len(groups) / seen
+    if not groups:  # nothing informative at all: keep the last round (zero advantages, no update)
+        problems, groups = batch, new
+    return problems, groups, grade_s, filtered
+
+
 def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo: DictConfig, pad_id: int,
                   max_tokens: int) -> dict:
     """`algo.num_iterations` passes over the samples; each pass takes `algo.minibatches` optimiser steps,
@@ -141,8 +167,8 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
                total=rl.steps)
     for step in bar:
         t0 = time.time()
-        problems = order.take(rl.prompts_per_step)
-        groups, grade_s = collect_groups(samplers, pool, problems, rl.samples_per_prompt)
+        problems, groups, grade_s, filtered = sample_batch(samplers, pool, order, rl.prompts_per_step,
+                                                          rl.samples_per_prompt, algo)
         t_sampled = time.time()
 
         rewards = torch.tensor([[s[2] for s in g["samples"]] for g in groups], dtype=torch.float32)
@@ -171,6 +197,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             "completions/mean_length": float(np.mean(lengths)),
             "completions/clipped_ratio": float(np.mean([s[4] == "length" for g in groups for s in g["samples"]])),
             "verifier/failures": failures,
+            "dynamic_sampling/filtered_fraction": filtered,
             **learn,
             "time/sample": t_sampled - t0 - grade_s,
             "time/grade": grade_s,
