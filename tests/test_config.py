@@ -14,7 +14,7 @@ def test_default_experiment_composes_with_every_group():
         assert group in cfg
     assert cfg.tracker.mode == "offline"
     assert cfg.verifier.name == "math"
-    assert cfg.rl.samples_per_prompt >= 64
+    assert cfg.rl.samples_per_prompt >= 32 and cfg.rl.samples_per_prompt * cfg.rl.prompts_per_step >= 1024
 
 
 def test_any_knob_overridable_and_unknown_key_rejected():
