@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -25,5 +26,21 @@ def main(cfg: DictConfig) -> None:
     print(f"run directory: {run_dir}")
 
 
+def _run_dir_problem(argv: list[str]) -> str | None:
+    """Hydra creates the run directory before `main` runs, and a failure there is a long traceback:
+    check an explicit hydra.run.dir=... first and say what is wrong in one line."""
+    for arg in argv:
+        if arg.startswith("hydra.run.dir="):
+            path = Path(arg.split("=", 1)[1]).absolute()
+            parent = next(p for p in [path, *path.parents] if p.exists())
+            if not parent.is_dir():
+                return f"hydra.run.dir={path}: {parent} is a file, not a directory"
+            if not os.access(parent, os.W_OK):
+                return f"hydra.run.dir={path}: {parent} is not writable"
+    return None
+
+
 if __name__ == "__main__":  # vLLM starts worker processes with spawn: keep this guard
+    if problem := _run_dir_problem(sys.argv[1:]):
+        sys.exit(f"error: {problem}; choose another hydra.run.dir")
     main()

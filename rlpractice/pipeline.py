@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from rlpractice import model as policy
 from rlpractice.checkpoint import latest_rl_state
+from rlpractice.config_checks import check, check_writable
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
@@ -28,7 +29,8 @@ from rlpractice.tracking import Tracker, plot_pass_rates
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.time()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check(cfg)
+    check_writable(run_dir)
     ckpt = run_dir / "checkpoints"
     if (run_dir / "metrics.jsonl").exists() and not cfg.resume:
         raise UserError(f"{run_dir} already holds a run (metrics.jsonl); add resume=true to continue it, "

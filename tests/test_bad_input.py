@@ -1,0 +1,55 @@
+"""Bad input gets one clear message that names the key or path, and no run data is touched."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from rlpractice.config_checks import check
+from rlpractice.errors import UserError
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.mark.parametrize("override, message", [
+    ("rl.steps=abc", "rl.steps='abc': expected an integer"),
+    ("rl.samples_per_prompt=0", "rl.samples_per_prompt=0: must be >= 1"),
+    ("algo.lr=fast", "algo.lr='fast': expected a number"),
+    ("eval.k=[1,99]", "eval.k contains 99"),
+    ("textbook.practice=0", "textbook.practice=0: must be >= 1"),  # an empty practice set
+    ("textbook.answer_only=1.5", "textbook.answer_only=1.5"),
+    ("model.path=/no/such/checkpoint", "model.path=/no/such/checkpoint: not an HF checkpoint"),
+    ("rl.samples_per_prompt=1000000000", "needs about"),  # a group far larger than memory allows
+])
+def test_bad_values_name_their_key(override, message):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=math", override])
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        check(cfg)
+
+
+def test_default_config_passes_the_checks():
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        check(compose("config", overrides=["+experiment=math"]))
+
+
+def test_cli_bad_value_is_one_line_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(["+experiment=math", "rl.steps=abc", f"hydra.run.dir={run_dir}"], timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == "error: config key rl.steps='abc': expected an integer"
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "wandb").exists()
+
+
+def test_cli_missing_model_path(tmp_path):
+    result = run_cli(["+experiment=math", "model.path=/no/such/ckpt", f"hydra.run.dir={tmp_path / 'run'}"],
+                     timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "model.path=/no/such/ckpt: not an HF checkpoint directory" in result.stderr
+
+
+def test_cli_run_directory_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    result = run_cli(["+experiment=math", f"hydra.run.dir={blocker / 'run'}"], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "is a file, not a directory" in result.stderr
+    assert blocker.read_text() == "keep me"
