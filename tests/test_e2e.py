@@ -66,3 +66,14 @@ def test_custom_verifier_selected_from_the_command_line(tmp_path, tiny_args):
     assert reasons and all(r.startswith("custom: ") for r in reasons)
     rl = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
     assert all(0.0 <= r["dynamic_sampling/filtered_fraction"] <= 1.0 for r in rl)
+
+
+def test_one_step_with_1024_samples_for_one_prompt(tmp_path, tiny_args):
+    """Thousands of candidates per prompt: split into requests, streamed, learned in token-budget micro-batches."""
+    run_dir = tmp_path / "run"
+    result = run_cli([*tiny_args, "rl.steps=1", "rl.prompts_per_step=1", "rl.samples_per_prompt=1024",
+                      "rl.eval_every=0", "eval.samples_per_problem=1", "eval.k=[1]", f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    [step] = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
+    assert step["samples"] == 1024
+    assert 0 < step["memory/peak_rss_mb"] < 8192

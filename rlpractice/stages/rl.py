@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -191,6 +192,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         lengths = [len(s[0]) for g in groups for s in g["samples"]]
         metrics = {
             "pass_rate": rewards.ge(1.0).float().mean().item(),
+            "samples": rewards.numel(),
             "reward": rewards.mean().item(),
             "reward_std": rewards.std(dim=1, unbiased=False).mean().item(),
             "frac_reward_zero_std": zero_variance_fraction(rewards),
@@ -204,6 +206,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             "time/learn": t_learned - t_sampled,
             "time/sync": t_end - t_learned,
             "time/step": t_end - t0,
+            "memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # the trainer process
         }
         if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or step == rl.steps):
             # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
