@@ -112,3 +112,21 @@ def test_unknown_verifier_names_what_to_do():
         get_verifier("nope")
     with pytest.raises(ValueError, match="cannot import"):
         get_verifier("no_such_module:fn")
+
+
+@pytest.mark.parametrize("name, gold, completion, reward", [
+    ("exact", "Paris", "The capital is... Answer: paris.", 1.0),
+    ("exact", "New  York", "Answer:   new york", 1.0),
+    ("exact", "3/4", "Answer: 6/8", 0.0),  # exact means the string, not the value
+    ("exact", "yes", "yes", 1.0),  # no marked answer: the whole completion is compared
+    ("numeric", "3.14159265", "Answer: 3.141592651", 1.0),
+    ("numeric", "0.5", "Answer: 1/2", 1.0),
+    ("numeric", "1000", "Answer: 1,000.5", 0.0),
+    ("numeric", "7", "Answer: seven", 0.0),
+    ("numeric", "7", "no answer here", 0.0),
+])
+def test_exact_and_numeric_verifiers(name, gold, completion, reward):
+    v = get_verifier(name)
+    grade = v.fn(completion, gold)
+    assert grade.reward == reward, grade.reason
+    assert v.fast is not None and v.fast(completion, gold) == grade  # cheap and safe: graded in-process
