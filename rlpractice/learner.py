@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlpractice.algorithm.losses import aggregate, clipped_surrogate, sequence_level_logp
+from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
 from rlpractice.errors import UserError
 
 
@@ -56,14 +56,15 @@ def collate(seqs: list[Sequence], pad_id: int, device: torch.device | str = "cpu
     return ids.to(device), attn.to(device), target.to(device)
 
 
-def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = False):
-    """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1] (and, if asked, the detached entropy of
-    each of those next-token distributions, same shape)."""
+def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = False,
+                   entropy_grad: bool = False):
+    """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1] (and, if asked, the entropy of each of
+    those next-token distributions, same shape; differentiable only with `entropy_grad`)."""
     logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
     logp = -F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     if not with_entropy:
         return logp
-    with torch.no_grad():
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         log_probs = F.log_softmax(logits, dim=-1)
         entropy = -(log_probs.exp() * log_probs).sum(-1)
     return logp, entropy
@@ -102,40 +103,59 @@ def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: in
 def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list[torch.Tensor] | None, *,
                          pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
                          aggregation: str, num_sequences: int, max_tokens: int, ratio_level: str = "token",
-                         device="cpu") -> dict:
+                         ref_logps: list[torch.Tensor] | None = None, kl_coef: float = 0.0, kl_estimator: str = "k3",
+                         entropy_coef: float = 0.0, device="cpu") -> dict:
     """One optimiser step of the clipped surrogate over `seqs`.
 
     `num_sequences` counts the whole batch, including sequences left out because their advantage is 0
     (they add nothing to the gradient), so skipping them changes speed, not the update.
     `ratio_level="sequence"` uses one length-normalised importance ratio per sequence (GSPO).
+    With `ref_logps` (a frozen reference policy's log-probs), `kl_coef * KL` is added per token (k1 or k3
+    estimator); `entropy_coef * entropy` is subtracted per token (an entropy bonus).
     """
     if ratio_level not in ("token", "sequence"):
         raise UserError(f"unknown algo.ratio_level {ratio_level!r}: use token or sequence")
     model.train()
     num_tokens = sum(sum(s.loss_mask[1:]) for s in seqs)
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, clipped, counted, entropy_sum = 0.0, 0.0, 0.0, 0.0
+    kl_fn = {"k1": kl_k1, "k3": kl_k3}.get(kl_estimator)
+    if kl_fn is None:
+        raise UserError(f"unknown algo.kl_estimator {kl_estimator!r}: use k1 or k3")
+    loss_sum, clipped, counted, entropy_sum, kl_sum = 0.0, 0.0, 0.0, 0.0, 0.0
     for idx in microbatches([len(s.ids) for s in seqs], token_budget):
         batch = [seqs[i] for i in idx]
         ids, attn, target = collate(batch, pad_id, device)
-        logp, entropy = token_logprobs(model, ids, attn, with_entropy=True)
-        if old_logps is None:  # one pass over fresh samples: the sampling policy is the current one
-            old = logp.detach()
-        else:
-            old = torch.zeros_like(logp)
-            for row, i in enumerate(idx):
-                old[row, : old_logps[i].numel()] = old_logps[i].to(device)
+        logp, entropy = token_logprobs(model, ids, attn, with_entropy=True, entropy_grad=entropy_coef > 0)
+        old = logp.detach() if old_logps is None else _padded(old_logps, idx, logp)  # None: fresh samples
         adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)
+        token_logp = logp
         if ratio_level == "sequence":
             logp = sequence_level_logp(logp, old, target)
         per_token, was_clipped = clipped_surrogate(logp, old, adv, eps_low, eps_high)
+        if ref_logps is not None:
+            kl = kl_fn(token_logp, _padded(ref_logps, idx, logp))
+            per_token = per_token + kl_coef * kl
+            kl_sum += (kl.detach() * target).sum().item()
+        if entropy_coef > 0:
+            per_token = per_token - entropy_coef * entropy
         loss = aggregate(per_token, target, aggregation, num_sequences, num_tokens, max_tokens)
         loss.backward()
         loss_sum += loss.item()
         clipped += (was_clipped.float() * target).sum().item()
         counted += target.sum().item()
-        entropy_sum += (entropy * target).sum().item()
+        entropy_sum += (entropy.detach() * target).sum().item()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
     optimizer.step()
-    return {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,
-            "entropy": entropy_sum / max(counted, 1.0)}
+    out = {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,
+           "entropy": entropy_sum / max(counted, 1.0)}
+    if ref_logps is not None:
+        out["kl"] = kl_sum / max(counted, 1.0)
+    return out
+
+
+def _padded(per_sequence: list[torch.Tensor], idx: list[int], like: torch.Tensor) -> torch.Tensor:
+    """Per-sequence log-prob tensors of micro-batch `idx`, right-padded with 0 to `like`'s shape."""
+    out = torch.zeros_like(like, requires_grad=False)
+    for row, i in enumerate(idx):
+        out[row, : per_sequence[i].numel()] = per_sequence[i].to(like.device)
+    return out

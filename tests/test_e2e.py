@@ -54,18 +54,20 @@ def mentions_answer(completion: str, answer: str, **columns) -> Grade:
 
 
 def test_custom_verifier_selected_from_the_command_line(tmp_path, tiny_args):
-    """Also runs the DAPO preset (dynamic sampling): the algorithm is independent of the verifier."""
+    """Also runs the DAPO preset (dynamic sampling) with a KL penalty: the algorithm is independent of the
+    verifier, and this keeps those paths covered end to end."""
     plugins = tmp_path / "my_verifiers"
     plugins.mkdir()
     (plugins / "mentions.py").write_text(CUSTOM)
     run_dir = tmp_path / "run"
     result = run_cli([*tiny_args, "verifier.name=mentions_answer", f"verifier.dirs=[{plugins}]",
-                      "rl.eval_every=0", "algo=dapo", f"hydra.run.dir={run_dir}"])
+                      "rl.eval_every=0", "algo=dapo", "algo.kl_coef=0.05", f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr[-3000:]
     reasons = {json.loads(line)["reason"] for line in (run_dir / "rollouts.jsonl").read_text().splitlines()}
     assert reasons and all(r.startswith("custom: ") for r in reasons)
     rl = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
     assert all(0.0 <= r["dynamic_sampling/filtered_fraction"] <= 1.0 for r in rl)
+    assert all(r["kl"] >= 0.0 for r in rl)  # k3 estimator
 
 
 def test_one_step_with_1024_samples_for_one_prompt(tmp_path, tiny_args):

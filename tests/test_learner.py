@@ -83,3 +83,31 @@ def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():
     no_correct = [groups[1]]
     assert rft_update(model, opt, no_correct, algo, tok.pad_token_id) == \
         {"loss": 0.0, "optimizer_steps": 0, "learned_sequences": 0}
+
+
+def test_kl_penalty_pulls_toward_the_reference_and_entropy_bonus_raises_entropy():
+    from rlpractice.learner import sequence_logprobs
+
+    model, tok = _tiny()
+    seqs = [Sequence([1, 5, 6, 7], [0, 1, 1, 1], 0.0), Sequence([2, 8, 9], [0, 1, 1], 0.0)]
+    kw = dict(pad_id=tok.pad_token_id, token_budget=1000, grad_clip=1.0, eps_low=0.2, eps_high=0.2,
+              aggregation="token_mean", num_sequences=2, max_tokens=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    # reference == policy: k3 KL is 0 and so is its gradient
+    ref = sequence_logprobs(model, seqs, tok.pad_token_id, 1000)
+    out = policy_gradient_step(model, opt, seqs, None, ref_logps=ref, kl_coef=1.0, **kw)
+    assert out["kl"] == pytest.approx(0.0, abs=1e-6) and out["grad_norm"] == pytest.approx(0.0, abs=1e-6)
+    # a reference that puts more mass on these tokens: zero advantages, so only the KL term moves the policy
+    far = [r + 0.5 for r in ref]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = policy_gradient_step(model, opt, seqs, None, ref_logps=far, kl_coef=1.0, kl_estimator="k3", **kw)["kl"]
+    for _ in range(5):
+        last = policy_gradient_step(model, opt, seqs, None, ref_logps=far, kl_coef=1.0, kl_estimator="k3", **kw)["kl"]
+    assert first > 0 and last < first
+    # entropy bonus alone raises the entropy of the completion tokens
+    start = policy_gradient_step(model, opt, seqs, None, entropy_coef=1.0, **kw)["entropy"]
+    for _ in range(5):
+        end = policy_gradient_step(model, opt, seqs, None, entropy_coef=1.0, **kw)["entropy"]
+    assert end > start
+    with pytest.raises(UserError, match="kl_estimator"):
+        policy_gradient_step(model, opt, seqs, None, ref_logps=ref, kl_coef=1.0, kl_estimator="k9", **kw)

@@ -9,6 +9,7 @@ One step, top to bottom:
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import resource
@@ -21,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages, zero_variance_fraction
 from rlpractice.checkpoint import load_rl_state, save_rl_state
 from rlpractice.grading.pool import GradingPool, is_failure
@@ -99,35 +101,42 @@ def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, pr
 
 
 def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo: DictConfig, pad_id: int,
-                  max_tokens: int) -> dict:
+                  max_tokens: int, ref_model=None) -> dict:
     """`algo.num_iterations` passes over the samples; each pass takes `algo.minibatches` optimiser steps,
     each on a slice of the groups. The ratio is taken against the sampling policy's log-probs
-    (recomputed by the learner before the first update when there is more than one update)."""
+    (recomputed by the learner before the first update when there is more than one update).
+    `ref_model` (only when algo.kl_coef > 0) is the frozen reference for the KL penalty."""
     parts = [part.tolist() for part in np.array_split(np.arange(len(groups)), algo.minibatches) if len(part)]
+    # A zero-advantage sample adds nothing to the policy-gradient term; unless a KL or entropy term
+    # applies, skipping it saves compute and changes nothing.
+    keep_all = algo.kl_coef > 0 or algo.entropy_coef > 0
     part_seqs = [
         [
             Sequence(groups[i]["prompt_ids"] + ids, [0] * len(groups[i]["prompt_ids"]) + [1] * len(ids),
                      float(adv[i, j]))
             for i in part
             for j, (ids, *_rest) in enumerate(groups[i]["samples"])
-            if adv[i, j] != 0  # zero advantage => zero gradient (no KL term): skipping saves compute only
+            if keep_all or adv[i, j] != 0
         ]
         for part in parts
     ]
     several_updates = algo.num_iterations * len(parts) > 1
     olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget) if several_updates and seqs else None
             for seqs in part_seqs]
+    refs = [sequence_logprobs(ref_model, seqs, pad_id, algo.token_budget) if ref_model is not None and seqs
+            else None for seqs in part_seqs]
     steps: list[dict] = []
     for _ in range(algo.num_iterations):
-        for part, seqs, old in zip(parts, part_seqs, olds, strict=True):
+        for part, seqs, old, ref in zip(parts, part_seqs, olds, refs, strict=True):
             if seqs:
                 steps.append(policy_gradient_step(
                     model, optimizer, seqs, old, pad_id=pad_id, token_budget=algo.token_budget,
                     grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
                     aggregation=algo.loss_aggregation, num_sequences=len(part) * adv.shape[1],
-                    max_tokens=max_tokens, ratio_level=algo.ratio_level))
-    out = {k: float(np.mean([m[k] for m in steps])) for k in ("loss", "clip_ratio", "grad_norm", "entropy")} \
-        if steps else {"loss": 0.0, "clip_ratio": 0.0, "grad_norm": 0.0, "entropy": 0.0}
+                    max_tokens=max_tokens, ratio_level=algo.ratio_level, ref_logps=ref, kl_coef=algo.kl_coef,
+                    kl_estimator=algo.kl_estimator, entropy_coef=algo.entropy_coef))
+    keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if ref_model is not None else [])
+    out = {k: float(np.mean([m[k] for m in steps])) if steps else 0.0 for k in keys}
     out["optimizer_steps"] = len(steps)
     out["learned_sequences"] = sum(len(seqs) for seqs in part_seqs)
     return out
@@ -146,6 +155,13 @@ def rft_update(model, optimizer, groups: list[dict], algo: DictConfig, pad_id: i
     return {"loss": loss, "optimizer_steps": int(bool(seqs)), "learned_sequences": len(seqs)}
 
 
+def reference_model(model, run_dir: Path):
+    """A frozen copy of the policy RL starts from (the SFT checkpoint when resuming), for the KL term."""
+    sft_dir = run_dir / "checkpoints" / "sft"
+    ref = policy.load(sft_dir)[0] if (sft_dir / "config.json").is_file() else copy.deepcopy(model)
+    return ref.eval().requires_grad_(False)
+
+
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
            tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int,
            resume_from: Path | None = None) -> dict:
@@ -153,6 +169,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
     rl, algo = cfg.rl, cfg.algo
     optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay, betas=(0.9, 0.99))
     order = PracticeOrder(practice, seed)
+    ref_model = reference_model(model, run_dir) if algo.name != "rft" and algo.kl_coef > 0 else None
     first = 1
     if resume_from is not None:
         state = load_rl_state(resume_from, optimizer)
@@ -183,7 +200,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         else:
             adv = advantages(rewards, algo.advantage, algo.scale_by_std)
             learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
-                                  cfg.sampler.max_new_tokens)
+                                  cfg.sampler.max_new_tokens, ref_model)
         t_learned = time.time()
         model.save_pretrained(sync_dir, safe_serialization=True)
         samplers.sync_weights(sync_dir)
