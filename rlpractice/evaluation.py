@@ -27,8 +27,8 @@ def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: 
     texts: dict[int, list[str]] = defaultdict(list)
     lengths: list[int] = []
     for i, chunk in samplers.sample([p.prompt for p in problems], n):
-        texts[i].extend(text for _, text, _ in chunk["completions"])
-        lengths.extend(len(ids) for ids, _, _ in chunk["completions"])
+        texts[i].extend(c[1] for c in chunk["completions"])
+        lengths.extend(len(c[0]) for c in chunk["completions"])
     correct, majority = [], []
     by_level: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(problems):

@@ -21,6 +21,7 @@ class Sequence:
     ids: list[int]
     loss_mask: list[int]
     advantage: float = 0.0
+    sampler_logps: list[float] | None = None  # the inference engine's log-probs of the completion tokens
 
 
 def microbatches(lengths: list[int], token_budget: int) -> list[list[int]]:
@@ -122,6 +123,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     if kl_fn is None:
         raise UserError(f"unknown algo.kl_estimator {kl_estimator!r}: use k1 or k3")
     loss_sum, clipped, counted, entropy_sum, kl_sum = 0.0, 0.0, 0.0, 0.0, 0.0
+    mismatch_sum, mismatch_count = 0.0, 0
     for idx in microbatches([len(s.ids) for s in seqs], token_budget):
         batch = [seqs[i] for i in idx]
         ids, attn, target = collate(batch, pad_id, device)
@@ -144,12 +146,20 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
         clipped += (was_clipped.float() * target).sum().item()
         counted += target.sum().item()
         entropy_sum += (entropy.detach() * target).sum().item()
+        for row, s in enumerate(batch):  # train/inference mismatch: learner vs engine log-prob, same token
+            if s.sampler_logps:
+                n = len(s.sampler_logps)
+                mine = token_logp[row, len(s.ids) - 1 - n : len(s.ids) - 1].detach()
+                mismatch_sum += (mine - torch.tensor(s.sampler_logps, device=device)).abs().sum().item()
+                mismatch_count += n
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
     optimizer.step()
     out = {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,
            "entropy": entropy_sum / max(counted, 1.0)}
     if ref_logps is not None:
         out["kl"] = kl_sum / max(counted, 1.0)
+    if mismatch_count:
+        out["logprob_mismatch"] = mismatch_sum / mismatch_count  # mean |log p_learner - log p_sampler| per token
     return out
 
 

@@ -66,12 +66,12 @@ def test_head_size_vllm_cannot_serve_is_refused_up_front():
 def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():
     from omegaconf import OmegaConf
 
-    from rlpractice.stages.rl import rft_update
+    from rlpractice.stages.rl import Sample, rft_update
 
     tok = train_tokenizer(["Question: 1 + 1?\nSolution: 1 + 1 = 2. Answer: 2"] * 20, 280)
     model = new_model(tok, 32, 1, 1, 64, 64, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sample = lambda n, reward: (list(range(3, 3 + n)), "text", reward, "reason", "stop")  # noqa: E731
+    sample = lambda n, reward: Sample(list(range(3, 3 + n)), "text", reward, "reason", "stop", [])  # noqa: E731
     groups = [{"prompt_ids": [1, 2], "samples": [sample(5, 1.0), sample(3, 1.0), sample(4, 0.0)]},
               {"prompt_ids": [1, 2], "samples": [sample(4, 0.0)]}]
     algo = OmegaConf.create({"rft_keep": "all", "token_budget": 256, "grad_clip": 1.0})
@@ -111,3 +111,20 @@ def test_kl_penalty_pulls_toward_the_reference_and_entropy_bonus_raises_entropy(
     assert end > start
     with pytest.raises(UserError, match="kl_estimator"):
         policy_gradient_step(model, opt, seqs, None, ref_logps=ref, kl_coef=1.0, kl_estimator="k9", **kw)
+
+
+def test_logprob_mismatch_compares_the_same_completion_tokens():
+    from rlpractice.learner import sequence_logprobs
+
+    model, tok = _tiny()
+    ids, prompt_len = [1, 5, 6, 7, 8], 2
+    mine = sequence_logprobs(model, [Sequence(ids, [0, 0, 1, 1, 1])], tok.pad_token_id, 1000)[0]
+    completion = mine[prompt_len - 1:].tolist()  # log p of ids[2:], the three completion tokens
+    kw = dict(pad_id=tok.pad_token_id, token_budget=1000, grad_clip=1.0, eps_low=0.2, eps_high=0.2,
+              aggregation="token_mean", num_sequences=1, max_tokens=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    exact = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, completion)], None, **kw)
+    shifted = [x - 0.1 for x in completion]
+    off = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, shifted)], None, **kw)
+    assert exact["logprob_mismatch"] == pytest.approx(0.0, abs=1e-5)
+    assert off["logprob_mismatch"] == pytest.approx(0.1, abs=1e-5)

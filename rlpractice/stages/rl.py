@@ -15,6 +15,7 @@ import random
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,19 +58,32 @@ class PracticeOrder:
         self.queue = list(state["queue"])
 
 
+@dataclass
+class Sample:
+    """One sampled solution, graded."""
+
+    ids: list[int]  # completion token ids (ending in EOS unless cut at max_new_tokens)
+    text: str
+    reward: float
+    reason: str  # the verifier's short explanation
+    finish: str  # "stop" or "length"
+    sampler_logps: list[float]  # the vLLM engine's log-prob of each sampled token
+
+
 def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int):
-    """Sample and grade: per problem, its prompt ids and a list of (completion ids, text, reward, reason)."""
+    """Sample and grade: per problem, {"prompt_ids": [...], "samples": [Sample, ...]}."""
     groups: list[dict] = [{"prompt_ids": None, "samples": []} for _ in problems]
     grade_s = 0.0
     for i, chunk in samplers.sample([p.prompt for p in problems], n):
         t = time.time()
         comps = chunk["completions"]
-        grades = pool.grade([text for _, text, _ in comps], [problems[i].answer] * len(comps),
+        grades = pool.grade([c[1] for c in comps], [problems[i].answer] * len(comps),
                             [problems[i].columns] * len(comps))
         grade_s += time.time() - t
         groups[i]["prompt_ids"] = chunk["prompt_ids"]
         groups[i]["samples"].extend(
-            (ids, text, g.reward, g.reason, finish) for (ids, text, finish), g in zip(comps, grades, strict=True)
+            Sample(ids, text, g.reward, g.reason, finish, logps)
+            for (ids, text, finish, logps), g in zip(comps, grades, strict=True)
         )
     return groups, grade_s
 
@@ -88,7 +102,7 @@ def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, pr
         grade_s += secs
         seen += len(new)
         for p, g in zip(batch, new, strict=True):
-            rewards = [s[2] for s in g["samples"]]
+            rewards = [s.reward for s in g["samples"]]
             if not algo.dynamic_sampling or max(rewards) != min(rewards):
                 problems.append(p)
                 groups.append(g)
@@ -112,10 +126,10 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
     keep_all = algo.kl_coef > 0 or algo.entropy_coef > 0
     part_seqs = [
         [
-            Sequence(groups[i]["prompt_ids"] + ids, [0] * len(groups[i]["prompt_ids"]) + [1] * len(ids),
-                     float(adv[i, j]))
+            Sequence(groups[i]["prompt_ids"] + s.ids, [0] * len(groups[i]["prompt_ids"]) + [1] * len(s.ids),
+                     float(adv[i, j]), s.sampler_logps)
             for i in part
-            for j, (ids, *_rest) in enumerate(groups[i]["samples"])
+            for j, s in enumerate(groups[i]["samples"])
             if keep_all or adv[i, j] != 0
         ]
         for part in parts
@@ -137,6 +151,9 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
                     kl_estimator=algo.kl_estimator, entropy_coef=algo.entropy_coef))
     keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if ref_model is not None else [])
     out = {k: float(np.mean([m[k] for m in steps])) if steps else 0.0 for k in keys}
+    # measured on the first update only: that is when the learner's weights are the sampler's
+    if steps and "logprob_mismatch" in steps[0]:
+        out["logprob_mismatch"] = steps[0]["logprob_mismatch"]
     out["optimizer_steps"] = len(steps)
     out["learned_sequences"] = sum(len(seqs) for seqs in part_seqs)
     return out
@@ -147,10 +164,10 @@ def rft_update(model, optimizer, groups: list[dict], algo: DictConfig, pad_id: i
     per problem) and take one SFT step on them. The simplest form of practice: do what worked."""
     seqs = []
     for g in groups:
-        correct = [s for s in g["samples"] if s[2] >= 1.0]
+        correct = [s for s in g["samples"] if s.reward >= 1.0]
         if algo.rft_keep == "shortest" and correct:
-            correct = [min(correct, key=lambda s: len(s[0]))]
-        seqs += [Sequence(g["prompt_ids"] + ids, [0] * len(g["prompt_ids"]) + [1] * len(ids)) for ids, *_ in correct]
+            correct = [min(correct, key=lambda s: len(s.ids))]
+        seqs += [Sequence(g["prompt_ids"] + s.ids, [0] * len(g["prompt_ids"]) + [1] * len(s.ids)) for s in correct]
     loss = lm_step(model, optimizer, seqs, pad_id, algo.token_budget, algo.grad_clip) if seqs else 0.0
     return {"loss": loss, "optimizer_steps": int(bool(seqs)), "learned_sequences": len(seqs)}
 
@@ -189,11 +206,11 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
                                                           rl.samples_per_prompt, algo)
         t_sampled = time.time()
 
-        rewards = torch.tensor([[s[2] for s in g["samples"]] for g in groups], dtype=torch.float32)
-        failures = sum(is_failure(s[3]) for g in groups for s in g["samples"])
+        rewards = torch.tensor([[s.reward for s in g["samples"]] for g in groups], dtype=torch.float32)
+        failures = sum(is_failure(s.reason) for g in groups for s in g["samples"])
         if failures == rewards.numel():
             raise RuntimeError(f"the verifier failed on every answer of step {step} "
-                               f"(first reason: {groups[0]['samples'][0][3]}); stopping instead of "
+                               f"(first reason: {groups[0]['samples'][0].reason}); stopping instead of "
                                "training on garbage")
         if algo.name == "rft":
             learn = rft_update(model, optimizer, groups, algo, tokenizer.pad_token_id)
@@ -206,7 +223,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         samplers.sync_weights(sync_dir)
         t_end = time.time()
 
-        lengths = [len(s[0]) for g in groups for s in g["samples"]]
+        lengths = [len(s.ids) for g in groups for s in g["samples"]]
         metrics = {
             "pass_rate": rewards.ge(1.0).float().mean().item(),
             "samples": rewards.numel(),
@@ -214,7 +231,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             "reward_std": rewards.std(dim=1, unbiased=False).mean().item(),
             "frac_reward_zero_std": zero_variance_fraction(rewards),
             "completions/mean_length": float(np.mean(lengths)),
-            "completions/clipped_ratio": float(np.mean([s[4] == "length" for g in groups for s in g["samples"]])),
+            "completions/clipped_ratio": float(np.mean([s.finish == "length" for g in groups for s in g["samples"]])),
             "verifier/failures": failures,
             "dynamic_sampling/filtered_fraction": filtered,
             **learn,
@@ -242,6 +259,6 @@ def _log_rollouts(path: Path, step: int, problems: list[Problem], groups: list[d
     """A few sampled solutions per step with their reward and the verifier's reason, for reading."""
     with open(path, "a") as f:
         for p, g in list(zip(problems, groups, strict=True))[:per_step]:
-            _, text, reward, reason, _ = g["samples"][0]
+            s = g["samples"][0]
             f.write(json.dumps({"step": step, "question": p.question, "answer": p.answer,
-                                "completion": text, "reward": reward, "reason": reason}) + "\n")
+                                "completion": s.text, "reward": s.reward, "reason": s.reason}) + "\n")
