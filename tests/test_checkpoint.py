@@ -2,11 +2,12 @@
 
 import json
 
+import pytest
 import torch
 
 from rlpractice.checkpoint import complete_checkpoints, latest_rl_state, load_rl_state, save_rl_state
 from rlpractice.model import load, new_model
-from rlpractice.stages.rl import PracticeOrder
+from rlpractice.stages.practice import PracticeOrder
 from rlpractice.textbook.problems import Problem
 from rlpractice.tokenizer import train_tokenizer
 
@@ -59,3 +60,22 @@ def test_retention_and_unfinished_checkpoints_are_ignored(tmp_path):
     (root / "step_000009.tmp").mkdir()  # a crash while writing step 9 leaves only this
     (root / "step_000010").mkdir()  # not complete: no state.json
     assert latest_rl_state(root).name == "step_000004"
+
+
+def test_curriculum_prefers_problems_neither_solved_nor_hopeless():
+    problems = [Problem(f"q{i}", "1") for i in range(30)]
+    order = PracticeOrder(problems, seed=0, curriculum=True)
+    for p in problems[:10]:
+        order.record(p, [1.0] * 64)  # always solved
+    for p in problems[10:20]:
+        order.record(p, [0.0] * 64)  # never solved
+    for p in problems[20:]:
+        order.record(p, [1.0, 0.0] * 32)  # half: the most informative
+    assert order.weight(problems[25]) == pytest.approx(0.25, abs=0.01)
+    drawn = [p.question for _ in range(50) for p in order.take(5)]
+    informative = sum(int(q[1:]) >= 20 for q in drawn)
+    assert informative / len(drawn) > 0.8  # 10 of 30 problems, drawn > 80% of the time
+    assert len(set(order.take(30))) == 30  # without replacement within a draw
+    resumed = PracticeOrder(problems, seed=5, curriculum=True)
+    resumed.restore(json.loads(json.dumps(order.state())))
+    assert [p.question for p in resumed.take(7)] == [p.question for p in order.take(7)]

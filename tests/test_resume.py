@@ -26,7 +26,8 @@ def rows(path):
 
 def test_sigkill_during_rl_then_resume(tmp_path, tiny_args):
     run_dir = tmp_path / "run"
-    args = [*tiny_args, "rl.steps=5", "rl.eval_every=0", f"hydra.run.dir={run_dir}"]
+    # with the curriculum on, its per-problem statistics are part of what must survive the kill
+    args = [*tiny_args, "rl.steps=5", "rl.eval_every=0", "rl.curriculum=true", f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rlpractice", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -53,6 +54,7 @@ def test_sigkill_during_rl_then_resume(tmp_path, tiny_args):
     assert metrics.read_text().startswith(before)  # appended, never rewritten
     rl_steps = [r["step"] for r in rows(metrics) if r["stage"] == "rl"]
     assert rl_steps == [1, 2, 3, 4, 5]
+    assert all("curriculum/seen_fraction" in r for r in rows(metrics) if r["stage"] == "rl")
     assert [r["step"] for r in rows(metrics) if r["stage"] == "eval"] == [0, 5]  # SFT eval not redone
     assert json.loads((run_dir / "summary.json").read_text())["rl_steps"] == 5
     assert len(list((run_dir / "checkpoints" / "rl_steps").glob("step_*"))) == 2

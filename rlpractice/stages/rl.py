@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import resource
 import time
 from collections.abc import Callable
@@ -29,33 +28,8 @@ from rlpractice.checkpoint import load_rl_state, save_rl_state
 from rlpractice.grading.pool import GradingPool, is_failure
 from rlpractice.learner import Sequence, lm_step, policy_gradient_step, sequence_logprobs
 from rlpractice.rollout.samplers import Samplers
+from rlpractice.stages.practice import PracticeOrder
 from rlpractice.textbook.problems import Problem
-
-
-class PracticeOrder:
-    """Practice problems in a reshuffled order each pass over the set (seeded). Its `state()` is the
-    data position a checkpoint keeps, so a resumed run takes exactly the problems it would have taken."""
-
-    def __init__(self, problems: list[Problem], seed: int):
-        self.problems, self.rng, self.queue = problems, random.Random(seed), []
-
-    def take(self, k: int) -> list[Problem]:
-        out = []
-        while len(out) < k:
-            if not self.queue:
-                self.queue = list(range(len(self.problems)))
-                self.rng.shuffle(self.queue)
-            out.append(self.problems[self.queue.pop()])
-        return out
-
-    def state(self) -> dict:
-        version, internal, gauss = self.rng.getstate()
-        return {"queue": list(self.queue), "rng": [version, list(internal), gauss]}
-
-    def restore(self, state: dict) -> None:
-        version, internal, gauss = state["rng"]
-        self.rng.setstate((version, tuple(internal), gauss))
-        self.queue = list(state["queue"])
 
 
 @dataclass
@@ -103,6 +77,7 @@ def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, pr
         seen += len(new)
         for p, g in zip(batch, new, strict=True):
             rewards = [s.reward for s in g["samples"]]
+            order.record(p, rewards)
             if not algo.dynamic_sampling or max(rewards) != min(rewards):
                 problems.append(p)
                 groups.append(g)
@@ -185,7 +160,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
     """RL steps 1..rl.steps (or from the step after `resume_from`, a checkpoint of this run)."""
     rl, algo = cfg.rl, cfg.algo
     optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay, betas=(0.9, 0.99))
-    order = PracticeOrder(practice, seed)
+    order = PracticeOrder(practice, seed, curriculum=rl.curriculum)
     ref_model = reference_model(model, run_dir) if algo.name != "rft" and algo.kl_coef > 0 else None
     first = 1
     if resume_from is not None:
@@ -246,6 +221,9 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
             save_rl_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
                           {"order": order.state(), "metrics": metrics}, rl.keep_checkpoints)
+        metrics.update(level_pass_rates(problems, rewards))
+        if rl.curriculum:
+            metrics.update(curriculum_metrics(order))
         tracker.log("rl", step, metrics)
         _log_rollouts(rollouts_path, step, problems, groups, rl.rollouts_logged_per_step)
         bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", loss=f"{learn.get('loss', 0.0):.4f}",
@@ -253,6 +231,25 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         if rl.eval_every and (step % rl.eval_every == 0) and step != rl.steps:
             last_eval = evaluate_fn(step)
     return last_eval
+
+
+def level_pass_rates(problems: list[Problem], rewards: torch.Tensor) -> dict:
+    """Pass rate of this step's groups per textbook difficulty level."""
+    out = {}
+    for level in sorted({p.level for p in problems}):
+        rows = [i for i, p in enumerate(problems) if p.level == level]
+        out[f"level{level}/pass_rate"] = rewards[rows].ge(1.0).float().mean().item()
+    return out
+
+
+def curriculum_metrics(order: PracticeOrder) -> dict:
+    """How the curriculum's view of the practice set moves: how much of it has been tried, and how much
+    of that looks solved (estimated pass rate > 0.9) or hopeless (< 0.1)."""
+    estimates = [order.pass_estimate(p) for p in order.problems if p.question in order.stats]
+    seen = max(len(estimates), 1)
+    return {"curriculum/seen_fraction": len(estimates) / len(order.problems),
+            "curriculum/solved_fraction": sum(e > 0.9 for e in estimates) / seen,
+            "curriculum/hopeless_fraction": sum(e < 0.1 for e in estimates) / seen}
 
 
 def _log_rollouts(path: Path, step: int, problems: list[Problem], groups: list[dict], per_step: int) -> None:

@@ -1,0 +1,63 @@
+"""Which practice problems each RL step works on: the data position, and an optional curriculum.
+
+Uniform (default): the practice set in a reshuffled order each pass, every problem once per pass.
+Curriculum: every problem's pass rate is tracked across steps, and problems are drawn with weight
+p(1 - p) (p: the Beta(1, 1)-smoothed pass rate; unseen problems count as p = 0.5), so problems the
+model always or never solves, which give GRPO no signal, come up less often.
+
+`state()` is what a checkpoint keeps, so a resumed run draws exactly what it would have drawn.
+"""
+
+from __future__ import annotations
+
+import random
+
+from rlpractice.textbook.problems import Problem
+
+FLOOR = 0.01  # the smallest draw weight: solved and hopeless problems still come back now and then
+
+
+class PracticeOrder:
+    def __init__(self, problems: list[Problem], seed: int, curriculum: bool = False):
+        self.problems, self.rng, self.curriculum = problems, random.Random(seed), curriculum
+        self.queue: list[int] = []
+        self.stats: dict[str, list[int]] = {}  # question -> [samples graded, samples correct]
+
+    def pass_estimate(self, problem: Problem) -> float:
+        n, c = self.stats.get(problem.question, (0, 0))
+        return (c + 1) / (n + 2)
+
+    def weight(self, problem: Problem) -> float:
+        p = self.pass_estimate(problem)
+        return max(p * (1 - p), FLOOR)
+
+    def take(self, k: int) -> list[Problem]:
+        if self.curriculum:
+            return self._weighted(k)
+        out = []
+        while len(out) < k:
+            if not self.queue:
+                self.queue = list(range(len(self.problems)))
+                self.rng.shuffle(self.queue)
+            out.append(self.problems[self.queue.pop()])
+        return out
+
+    def _weighted(self, k: int) -> list[Problem]:
+        """k distinct problems, drawn without replacement in proportion to their weights
+        (Efraimidis-Spirakis: the k largest keys u ** (1 / w))."""
+        keys = [(self.rng.random() ** (1.0 / self.weight(p)), i) for i, p in enumerate(self.problems)]
+        return [self.problems[i] for _, i in sorted(keys, reverse=True)[: min(k, len(self.problems))]]
+
+    def record(self, problem: Problem, rewards: list[float]) -> None:
+        n, c = self.stats.get(problem.question, (0, 0))
+        self.stats[problem.question] = [n + len(rewards), c + sum(r >= 1.0 for r in rewards)]
+
+    def state(self) -> dict:
+        version, internal, gauss = self.rng.getstate()
+        return {"queue": list(self.queue), "rng": [version, list(internal), gauss], "stats": self.stats}
+
+    def restore(self, state: dict) -> None:
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.queue = list(state["queue"])
+        self.stats = {q: list(v) for q, v in state.get("stats", {}).items()}
