@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig
+from transformers.utils import logging as hf_logging
 
 from rlpractice import model as policy
 from rlpractice.checkpoint import latest_rl_state
@@ -29,6 +30,7 @@ from rlpractice.tracking import Tracker, plot_pass_rates
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.time()
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per RL step would bury ours
     check(cfg)
     check_writable(run_dir)
     ckpt = run_dir / "checkpoints"
