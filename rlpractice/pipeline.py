@@ -82,11 +82,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             return result
 
         sft_eval = (cfg.resume and tracker.logged("eval", 0)) or evaluate_at(0)
-        rl_eval = sft_eval
+        rl_eval, rl_steps = sft_eval, 0
         if cfg.rl.steps > 0:
-            run_rl(cfg, model, tokenizer, book.practice, samplers, pool, tracker, run_dir, evaluate_at, cfg.seed,
-                   resume_from=rl_state)
-            rl_eval = evaluate_at(cfg.rl.steps)
+            rl_steps = run_rl(cfg, model, tokenizer, book.practice, samplers, pool, tracker, run_dir, evaluate_at,
+                              cfg.seed, resume_from=rl_state)
+            rl_eval = evaluate_at(rl_steps)
             policy.save(model, tokenizer, ckpt / "rl")
 
         summary = {
@@ -98,7 +98,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             "heldout_problems": len(book.heldout),
             "eval_samples_per_problem": ev.samples_per_problem,
             "eval_temperature": cfg.sampler.temperature,
-            "rl_steps": cfg.rl.steps,
+            "rl_steps": rl_steps,
             "samples_per_prompt": cfg.rl.samples_per_prompt,
             "prompts_per_step": cfg.rl.prompts_per_step,
             "wall_seconds": time.time() - start,

@@ -63,7 +63,8 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_pass_rates(metrics_path: Path, out_png: Path) -> Path:
-    """Training-group pass rate per RL step and held-out pass@k at each evaluation."""
+    """Left: practice-group pass rate per RL step and held-out pass@k / maj@n at each evaluation.
+    Right: mean completion length per RL step (how much work the model shows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,18 +73,24 @@ def plot_pass_rates(metrics_path: Path, out_png: Path) -> Path:
     rows = read_metrics(metrics_path)
     rl = [r for r in rows if r["stage"] == "rl"]
     ev = [r for r in rows if r["stage"] == "eval"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, ax_len) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     if rl:
         ax.plot([r["step"] for r in rl], [r["pass_rate"] for r in rl], label="practice groups: pass rate",
                 alpha=0.6)
-    for key in sorted({k for r in ev for k in r if k.startswith("pass@")}):
-        ax.plot([r["step"] for r in ev], [r[key] for r in ev], marker="o", label=f"held-out {key}")
+        ax_len.plot([r["step"] for r in rl], [r["completions/mean_length"] for r in rl], color="tab:purple")
+    for key in sorted({k for r in ev for k in r if k.startswith(("pass@", "maj@"))}):
+        ax.plot([r["step"] for r in ev], [r.get(key) for r in ev], marker="o", label=f"held-out {key}")
     ax.set_xlabel("RL step (0 = after SFT)")
     ax.set_ylabel("fraction correct")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title("rlpractice: pass rates")
+    ax_len.set_xlabel("RL step")
+    ax_len.set_ylabel("tokens")
+    ax_len.set_ylim(bottom=0)
+    ax_len.grid(alpha=0.3)
+    ax_len.set_title("mean completion length")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

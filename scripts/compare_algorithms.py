@@ -3,9 +3,11 @@
     .venv/bin/python scripts/compare_algorithms.py [hydra overrides ...]
 
 First runs the default math experiment with `rl.steps=0` (pretrain + SFT + evaluation), then, from that
-SFT checkpoint, one RL run per algorithm (GRPO, Dr. GRPO, DAPO, RFT) with the same seed, the same number
-of steps and the same samples per step. Writes runs/compare/compare.json and prints a Markdown table.
-Extra arguments are Hydra overrides applied to every run (e.g. rl.steps=20).
+SFT checkpoint, one RL run per algorithm (GRPO, Dr. GRPO, DAPO, RFT) with the same seed, the same samples
+per step and the same wall-clock budget for RL (`rl.time_budget_s`, default 300 s; each run stops after
+the step that crosses it). Writes runs/compare/compare.json and prints a Markdown table. Extra arguments
+are Hydra overrides applied to every run (e.g. rl.time_budget_s=600). Run it on an otherwise idle
+machine: the budget is wall-clock.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "compare"
 ALGOS = ["grpo", "dr_grpo", "dapo", "rft"]
+BUDGET = ["rl.steps=10000", "rl.time_budget_s=300"]  # the wall budget decides; later overrides win
 
 
 def run(name: str, overrides: list[str]) -> dict:
@@ -41,7 +44,7 @@ def main(extra: list[str]) -> None:
     rows = {"sft": {"pass@1": sft["sft_pass_at_1"], "maj@8": sft.get("sft_maj@8"), "rl_steps": 0,
                     "wall_seconds": sft["wall_seconds"]}}
     for algo in ALGOS:
-        s = run(algo, [f"model.path={sft_ckpt}", "sft.steps=0", f"algo={algo}", *extra])
+        s = run(algo, [f"model.path={sft_ckpt}", "sft.steps=0", f"algo={algo}", *BUDGET, *extra])
         rows[algo] = {"pass@1": s["rl_pass_at_1"], "maj@8": s.get("rl_maj@8"), "rl_steps": s["rl_steps"],
                       "wall_seconds": s["wall_seconds"], "sft_pass@1_same_engine": s["sft_pass_at_1"]}
     result = {"overrides": extra, "heldout_problems": sft["heldout_problems"],

@@ -61,13 +61,17 @@ def test_custom_verifier_selected_from_the_command_line(tmp_path, tiny_args):
     (plugins / "mentions.py").write_text(CUSTOM)
     run_dir = tmp_path / "run"
     result = run_cli([*tiny_args, "verifier.name=mentions_answer", f"verifier.dirs=[{plugins}]",
-                      "rl.eval_every=0", "algo=dapo", "algo.kl_coef=0.05", f"hydra.run.dir={run_dir}"])
+                      "rl.eval_every=0", "algo=dapo", "algo.kl_coef=0.05", "rl.time_budget_s=0.001",
+                      f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr[-3000:]
     reasons = {json.loads(line)["reason"] for line in (run_dir / "rollouts.jsonl").read_text().splitlines()}
     assert reasons and all(r.startswith("custom: ") for r in reasons)
     rl = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
     assert all(0.0 <= r["dynamic_sampling/filtered_fraction"] <= 1.0 for r in rl)
     assert all(r["kl"] >= 0.0 for r in rl)  # k3 estimator
+    # the time budget stops RL after the step that crosses it, and the summary says how many steps ran
+    assert [r["step"] for r in rl] == [1]
+    assert json.loads((run_dir / "summary.json").read_text())["rl_steps"] == 1
 
 
 def test_one_step_with_1024_samples_for_one_prompt(tmp_path, tiny_args):

@@ -156,8 +156,9 @@ def reference_model(model, run_dir: Path):
 
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
            tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int,
-           resume_from: Path | None = None) -> dict:
-    """RL steps 1..rl.steps (or from the step after `resume_from`, a checkpoint of this run)."""
+           resume_from: Path | None = None) -> int:
+    """RL steps 1..rl.steps (or from the step after `resume_from`, a checkpoint of this run), or fewer if
+    `rl.time_budget_s` runs out first. Returns the number of the last step done."""
     rl, algo = cfg.rl, cfg.algo
     optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay, betas=(0.9, 0.99))
     order = PracticeOrder(practice, seed, curriculum=rl.curriculum)
@@ -172,7 +173,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         print(f"[rl] resuming after step {state['step']} from {resume_from}")
     sync_dir = run_dir / "policy_sync"
     rollouts_path = run_dir / "rollouts.jsonl"
-    last_eval: dict = {}
+    started, done = time.time(), first - 1
     bar = tqdm(range(first, rl.steps + 1), desc="rl", unit="step", dynamic_ncols=True, initial=first - 1,
                total=rl.steps)
     for step in bar:
@@ -217,7 +218,8 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             "time/step": t_end - t0,
             "memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # the trainer process
         }
-        if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or step == rl.steps):
+        last = step == rl.steps or bool(rl.time_budget_s and time.time() - started >= rl.time_budget_s)
+        if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or last):
             # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
             save_rl_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
                           {"order": order.state(), "metrics": metrics}, rl.keep_checkpoints)
@@ -228,9 +230,13 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         _log_rollouts(rollouts_path, step, problems, groups, rl.rollouts_logged_per_step)
         bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", loss=f"{learn.get('loss', 0.0):.4f}",
                         s_step=f"{metrics['time/step']:.1f}")
+        done = step
+        if rl.time_budget_s and time.time() - started >= rl.time_budget_s:
+            print(f"[rl] time budget of {rl.time_budget_s}s reached after step {step}")
+            break
         if rl.eval_every and (step % rl.eval_every == 0) and step != rl.steps:
-            last_eval = evaluate_fn(step)
-    return last_eval
+            evaluate_fn(step)
+    return done
 
 
 def level_pass_rates(problems: list[Problem], rewards: torch.Tensor) -> dict:
