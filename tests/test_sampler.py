@@ -1,6 +1,7 @@
 """The real sampler: a vLLM engine inside a Ray actor serves the learner's new weights after a sync."""
 
 import pytest
+import ray
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -48,6 +49,12 @@ def test_weight_sync_changes_what_the_engine_serves(tmp_path):
         model.save_pretrained(tmp_path / "sync", safe_serialization=True)
         samplers.sync_weights(str(tmp_path / "sync"))
         assert greedy() == expected
+
+        # an engine that dies (here: its actor is killed) is restarted with the *current* weights and the
+        # requests it had are retried: the step goes on and serves what it would have served
+        ray.kill(samplers.actors[0])
+        assert greedy() == expected
+        assert samplers.restarts == 1
 
         # a large group is split into requests and calls, and every sample comes back
         chunks = list(samplers.sample([PROMPT, PROMPT + " "], 40))

@@ -28,16 +28,34 @@ def start_ray(cluster: DictConfig) -> None:
         ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_mb * 2**20, **kwargs)
 
 
+MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not something to retry forever
+
+
 class Samplers:
     def __init__(self, model_dir: str, sampler: DictConfig, cluster: DictConfig, seed: int):
         start_ray(cluster)
-        engine_kwargs = OmegaConf.to_container(sampler.engine, resolve=True)
-        self.sampler = sampler
-        self.actors = [
-            SamplerActor.options(num_cpus=sampler.num_cpus_per_sampler).remote(model_dir, engine_kwargs, seed + i)
-            for i in range(sampler.num_samplers)
-        ]
+        self.sampler, self.seed = sampler, seed
+        # the tokenizer stays with the first checkpoint; weight syncs only write model files
+        self.engine_kwargs = {**OmegaConf.to_container(sampler.engine, resolve=True), "tokenizer": model_dir}
+        self.weights_dir = model_dir  # what a restarted engine loads: always the latest weights
+        self.restarts = 0
+        self.actors = [self._start(i) for i in range(sampler.num_samplers)]
         self.info = ray.get([a.ready.remote() for a in self.actors])
+
+    def _start(self, i: int):
+        return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler).remote(
+            self.weights_dir, self.engine_kwargs, self.seed + i)
+
+    def _replace_if_dead(self, slot: int, actor, error: Exception) -> None:
+        """Sampler `slot` failed with `error`: start a new engine there with the current weights
+        (unless another failed call already did)."""
+        if self.actors[slot] is actor:
+            ray.kill(actor)
+            self.actors[slot] = self._start(slot)
+            ray.get(self.actors[slot].ready.remote())
+            self.restarts += 1
+            print(f"[sampler] engine {slot} died ({type(error).__name__}); restarted it with the current "
+                  f"weights and retried its requests (restart {self.restarts})", flush=True)
 
     def sample(self, prompts: list[str], n: int, temperature: float | None = None) -> Iterator[tuple[int, dict]]:
         """Yield (prompt_index, {"prompt_ids", "completions"}) chunks as they finish; n per prompt in total."""
@@ -50,21 +68,35 @@ class Samplers:
                 calls.append([])
             calls[-1].append(req)
         temperature = s.temperature if temperature is None else temperature
-        futures = {}
-        for c, call in enumerate(calls):
-            actor = self.actors[c % len(self.actors)]
+
+        def submit(call: list[tuple[int, int]], slot: int, tries: int) -> None:
+            actor = self.actors[slot]
             ref = actor.generate.remote([(prompts[i], k) for i, k in call], s.max_new_tokens, temperature, s.top_p)
-            futures[ref] = call
-        pending = list(futures)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                for (i, _), result in zip(futures.pop(ref), ray.get(ref), strict=True):
-                    yield i, result
+            futures[ref] = (call, slot, actor, tries)
+
+        futures: dict = {}
+        for c, call in enumerate(calls):
+            submit(call, c % len(self.actors), 0)
+        while futures:
+            [ref], _ = ray.wait(list(futures), num_returns=1)
+            call, slot, actor, tries = futures.pop(ref)
+            try:
+                results = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+                if isinstance(e, ray.exceptions.RayTaskError) and "EngineDead" not in str(e):
+                    raise  # a bug in the call, not a dead engine: retrying would not help
+                if tries >= MAX_RESTARTS_PER_CALL:
+                    raise RuntimeError(f"sampler engine {slot} died {tries + 1} times on the same requests") from e
+                self._replace_if_dead(slot, actor, e)
+                submit(call, slot, tries + 1)
+                continue
+            for (i, _), result in zip(call, results, strict=True):
+                yield i, result
 
     def sync_weights(self, weights_dir: str) -> float:
         """Every engine serves the weights in `weights_dir` when this returns; seconds taken (max)."""
-        return max(ray.get([a.load_weights.remote(os.fspath(weights_dir)) for a in self.actors]))
+        self.weights_dir = os.fspath(weights_dir)
+        return max(ray.get([a.load_weights.remote(self.weights_dir) for a in self.actors]))
 
     def shutdown(self) -> None:
         for a in self.actors:

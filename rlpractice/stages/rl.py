@@ -209,6 +209,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             "completions/mean_length": float(np.mean(lengths)),
             "completions/clipped_ratio": float(np.mean([s.finish == "length" for g in groups for s in g["samples"]])),
             "verifier/failures": failures,
+            "sampler/restarts": samplers.restarts,
             "dynamic_sampling/filtered_fraction": filtered,
             **learn,
             "time/sample": t_sampled - t0 - grade_s,
