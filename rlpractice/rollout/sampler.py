@@ -21,7 +21,7 @@ class SamplerActor:
         return {"startup_s": self.startup_s, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
     def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
-                 top_p: float) -> list[dict]:
+                 top_p: float, ignore_eos: bool = False) -> list[dict]:
         """For each (prompt, n): prompt token ids and n completions (token ids, text, finish reason, and the
         sampler's log-prob of each sampled token, to measure the train/inference mismatch).
 
@@ -30,8 +30,8 @@ class SamplerActor:
         """
         from vllm import SamplingParams
 
-        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0)
-                  for _, n in requests]
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logprobs=0,
+                                 ignore_eos=ignore_eos) for _, n in requests]
         outputs = self.llm.generate([p for p, _ in requests], params, use_tqdm=False)
         return [
             {

@@ -57,8 +57,10 @@ class Samplers:
             print(f"[sampler] engine {slot} died ({type(error).__name__}); restarted it with the current "
                   f"weights and retried its requests (restart {self.restarts})", flush=True)
 
-    def sample(self, prompts: list[str], n: int, temperature: float | None = None) -> Iterator[tuple[int, dict]]:
-        """Yield (prompt_index, {"prompt_ids", "completions"}) chunks as they finish; n per prompt in total."""
+    def sample(self, prompts: list[str], n: int, temperature: float | None = None,
+               ignore_eos: bool = False) -> Iterator[tuple[int, dict]]:
+        """Yield (prompt_index, {"prompt_ids", "completions"}) chunks as they finish; n per prompt in total.
+        `ignore_eos` makes every completion max_new_tokens long (for benchmarks)."""
         s = self.sampler
         per_request = max(1, s.max_samples_per_request)
         requests = [(i, min(per_request, n - done)) for i in range(len(prompts)) for done in range(0, n, per_request)]
@@ -71,7 +73,8 @@ class Samplers:
 
         def submit(call: list[tuple[int, int]], slot: int, tries: int) -> None:
             actor = self.actors[slot]
-            ref = actor.generate.remote([(prompts[i], k) for i, k in call], s.max_new_tokens, temperature, s.top_p)
+            ref = actor.generate.remote([(prompts[i], k) for i, k in call], s.max_new_tokens, temperature, s.top_p,
+                                        ignore_eos)
             futures[ref] = (call, slot, actor, tries)
 
         futures: dict = {}
