@@ -128,3 +128,24 @@ def test_logprob_mismatch_compares_the_same_completion_tokens():
     off = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, shifted)], None, **kw)
     assert exact["logprob_mismatch"] == pytest.approx(0.0, abs=1e-5)
     assert off["logprob_mismatch"] == pytest.approx(0.1, abs=1e-5)
+
+
+def test_several_passes_and_minibatches_use_the_sampling_policy_ratio():
+    """num_iterations x minibatches optimiser steps; after the first, the ratio moves away from 1 and
+    the clip starts to act (a large learning rate makes it certain)."""
+    from omegaconf import OmegaConf
+
+    from rlpractice.stages.rl import Sample, update_policy
+
+    model, tok = _tiny()
+    sample = lambda ids, reward: Sample(ids, "t", reward, "r", "stop", [])  # noqa: E731
+    groups = [{"prompt_ids": [1, 2], "samples": [sample([5, 6, 7], 1.0), sample([8, 9], 0.0)]},
+              {"prompt_ids": [1, 3], "samples": [sample([6, 6], 0.0), sample([7, 5, 9], 1.0)]}]
+    adv = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+    algo = OmegaConf.create({"minibatches": 2, "num_iterations": 2, "token_budget": 256, "grad_clip": 1e9,
+                             "epsilon_low": 0.2, "epsilon_high": 0.2, "loss_aggregation": "seq_mean_token_mean",
+                             "ratio_level": "token", "kl_coef": 0.0, "kl_estimator": "k3", "entropy_coef": 0.0})
+    opt = torch.optim.SGD(model.parameters(), lr=50.0)
+    out = update_policy(model, opt, groups, adv, algo, tok.pad_token_id, max_tokens=4)
+    assert out["optimizer_steps"] == 4 and out["learned_sequences"] == 4
+    assert out["clip_ratio"] > 0  # second-pass ratios are off 1 after such large steps
