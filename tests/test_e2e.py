@@ -83,3 +83,25 @@ def test_one_step_with_1024_samples_for_one_prompt(tmp_path, tiny_args):
     [step] = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
     assert step["samples"] == 1024
     assert 0 < step["memory/peak_rss_mb"] < 8192
+
+
+BROKEN = """
+from rlpractice.grading.registry import verifier
+
+
+@verifier("always_raises")
+def always_raises(completion: str, answer: str, **columns):
+    raise KeyError("the column this verifier expects is missing")
+"""
+
+
+def test_a_verifier_failing_on_every_answer_stops_the_run_with_its_reason(tmp_path, tiny_args):
+    plugins = tmp_path / "broken"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text(BROKEN)
+    result = run_cli([*tiny_args, "verifier.name=always_raises", f"verifier.dirs=[{plugins}]", "rl.eval_every=0",
+                      f"hydra.run.dir={tmp_path / 'run'}"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the verifier failed on every answer of step 1") and "KeyError" in last
+    assert not (tmp_path / "run" / "checkpoints" / "rl_steps").exists()  # no step trained on garbage

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages, zero_variance_fraction
 from rlpractice.checkpoint import load_rl_state, save_rl_state
+from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool, is_failure
 from rlpractice.learner import Sequence, lm_step, policy_gradient_step, sequence_logprobs
 from rlpractice.rollout.samplers import Samplers
@@ -185,7 +186,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         rewards = torch.tensor([[s.reward for s in g["samples"]] for g in groups], dtype=torch.float32)
         failures = sum(is_failure(s.reason) for g in groups for s in g["samples"])
         if failures == rewards.numel():
-            raise RuntimeError(f"the verifier failed on every answer of step {step} "
+            raise UserError(f"the verifier failed on every answer of step {step} "
                                f"(first reason: {groups[0]['samples'][0].reason}); stopping instead of "
                                "training on garbage")
         if algo.name == "rft":
