@@ -21,9 +21,20 @@ def main(cfg: DictConfig) -> None:
         summary = run(cfg, run_dir)
     except UserError as e:  # the message says what to fix; a traceback would only bury it
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(f"\ninterrupted. {_resume_hint(run_dir)}")
+    except Exception:
+        print(f"\nthe run stopped with an error (below). {_resume_hint(run_dir)}", file=sys.stderr, flush=True)
+        raise
     print(f"\nsft pass@1 {summary['sft_pass_at_1']:.3f} -> rl pass@1 {summary['rl_pass_at_1']:.3f} "
           f"({summary['wall_seconds'] / 60:.1f} min)")
     print(f"run directory: {run_dir}")
+
+
+def _resume_hint(run_dir: Path) -> str:
+    args = [a for a in sys.argv[1:] if not a.startswith(("resume=", "hydra.run.dir="))]
+    return ("Continue from its last checkpoint with:\n  python -m rlpractice " +
+            " ".join([*args, "resume=true", f"hydra.run.dir={run_dir}"]))
 
 
 def _run_dir_problem(argv: list[str]) -> str | None:

@@ -23,7 +23,9 @@ def is_failure(reason: str) -> bool:
 
 def _worker_main(conn: Connection, name: str, dirs: list[str], memory_limit_mb: int) -> None:
     import resource
+    import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it stops the workers
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
