@@ -25,7 +25,7 @@ NUMBERS = {
     "textbook.exposition_paragraphs": (int, 0), "textbook.worked": (int, 1), "textbook.practice": (int, 1),
     "textbook.heldout": (int, 1), "textbook.answer_only": (float, 0.0),
     "model.hidden_size": (int, 32), "model.num_layers": (int, 1), "model.num_heads": (int, 1),
-    "model.max_seq_len": (int, 16),
+    "model.max_seq_len": (int, 16), "data.heldout_size": (int, 1),
     "sampler.num_samplers": (int, 1), "sampler.temperature": (float, 0.0), "sampler.top_p": (float, 0.0),
     "sampler.max_new_tokens": (int, 1), "sampler.max_samples_per_request": (int, 1),
     "algo.lr": (float, 0.0), "algo.epsilon_low": (float, 0.0), "algo.epsilon_high": (float, 0.0),
@@ -36,9 +36,19 @@ NUMBERS = {
 BYTES_PER_SAMPLED_TOKEN = 64
 
 
+_ABSENT = object()
+
+
 def check(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        also = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+        raise UserError(f"config key {missing[0]} is required by the chosen config groups; add "
+                        f"{missing[0]}=... to the command line{also}")
     for key, (kind, low) in NUMBERS.items():
-        value = OmegaConf.select(cfg, key)
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:  # a group that does not have this knob (e.g. model=hf has no hidden_size)
+            continue
         ok_type = isinstance(value, kind) or (kind is float and isinstance(value, int))
         if isinstance(value, bool) or not ok_type:
             raise UserError(f"config key {key}={value!r}: expected {'a number' if kind is float else 'an integer'}")

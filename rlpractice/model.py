@@ -52,7 +52,14 @@ def load(path: str | Path):
         raise UserError(f"model path {path} is not an HF checkpoint directory (no config.json there); "
                         "set model.path to a directory written by save_pretrained, or null to pretrain")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if model.config.tie_word_embeddings:
+        # vLLM's in-place weight reload misses a tied lm_head (seen on 0.32 CPU), so the engines would
+        # sample from stale output weights: untie, so both matrices are saved, synced and trained.
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # many released checkpoints have none; padding is masked out anyway
+        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 

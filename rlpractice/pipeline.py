@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -24,8 +25,28 @@ from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.pretrain import run_pretrain
 from rlpractice.stages.rl import run_rl
 from rlpractice.stages.sft import run_sft
-from rlpractice.textbook.math_textbook import build_textbook
+from rlpractice.textbook.problems import Textbook
+from rlpractice.textbook.sources import drop_ungradable, load_book
 from rlpractice.tracking import Tracker, plot_pass_rates
+
+
+def with_chat_template(book: Textbook, tokenizer, model_cfg: DictConfig) -> Textbook:
+    """Prompts through the tokenizer's chat template (model=hf with an instruction-tuned checkpoint);
+    unchanged for the built-in model, which learned the plain 'Question: ...\nSolution:' format."""
+    use = model_cfg.get("chat_template", False)
+    if use == "auto":
+        use = bool(getattr(tokenizer, "chat_template", None))
+    if not use:
+        return book
+
+    def render(p):
+        content = f"{p.question}\n{model_cfg.instruction}".strip()
+        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True)
+        return replace(p, prompt_text=text)
+
+    return Textbook(book.exposition, [render(p) for p in book.worked], [render(p) for p in book.practice],
+                    [render(p) for p in book.heldout])
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -41,13 +62,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     pool = None
     samplers = None
     try:
-        tb = cfg.textbook
-        book = build_textbook(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout,
-                              tuple(tb.levels), tb.answer_only)
-        print(f"[textbook] {len(book.exposition)} exposition texts, {len(book.worked)} worked, "
-              f"{len(book.practice)} practice, {len(book.heldout)} held-out problems")
+        book = load_book(cfg)
         pool = GradingPool(cfg.verifier.name, cfg.verifier.dirs, cfg.verifier.num_workers,
                            cfg.verifier.timeout_s, cfg.verifier.memory_limit_mb)
+        if cfg.data.source == "file" and cfg.data.check_gold:
+            book.practice = drop_ungradable(book.practice, pool, cfg.data.skip_bad)
+            book.heldout = drop_ungradable(book.heldout, pool, cfg.data.skip_bad)
+        print(f"[data] {len(book.exposition)} exposition texts, {len(book.worked)} worked, "
+              f"{len(book.practice)} practice, {len(book.heldout)} held-out problems")
 
         # On resume, start from the furthest finished point: an RL step, else SFT, else pretraining.
         rl_state = latest_rl_state(ckpt / "rl_steps") if cfg.resume else None
@@ -62,9 +84,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         else:
             model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed)
             policy.save(model, tokenizer, ckpt / "pretrain")
+        book = with_chat_template(book, tokenizer, cfg.model)
         if done is None or done.name == "pretrain":
-            if cfg.sft.steps > 0:
+            if cfg.sft.steps > 0 and book.worked:
                 model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed)
+            elif cfg.sft.steps > 0:
+                print("[sft] skipped: the data has no worked solutions (answer_format=plain)")
             done = policy.save(model, tokenizer, ckpt / "sft")
 
         print(f"[rl] starting {cfg.sampler.num_samplers} vLLM sampler actor(s) in Ray ...", flush=True)

@@ -265,5 +265,5 @@ def _log_rollouts(path: Path, step: int, problems: list[Problem], groups: list[d
     with open(path, "a") as f:
         for p, g in list(zip(problems, groups, strict=True))[:per_step]:
             s = g["samples"][0]
-            f.write(json.dumps({"step": step, "question": p.question, "answer": p.answer,
+            f.write(json.dumps({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
                                 "completion": s.text, "reward": s.reward, "reason": s.reason}) + "\n")

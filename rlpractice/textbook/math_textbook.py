@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from fractions import Fraction
 from math import gcd
 
-from rlpractice.textbook.problems import Problem, format_prompt, format_solution
+from rlpractice.textbook.problems import Problem, Textbook, format_prompt, format_solution
 
 NAMES = ["Xiao Ming", "Xiao Hong", "Li Lei", "Han Meimei", "Anna", "Tom", "Wang Fang", "Sara"]
 ITEMS = ["apples", "oranges", "pencils", "books", "pears", "stickers", "eggs", "cards"]
@@ -233,14 +233,6 @@ def exposition(seed: int, paragraphs: int, worked: list[Problem]) -> list[str]:
     texts += [format_prompt(p.question) + p.solution for p in worked]
     r.shuffle(texts)
     return texts
-
-
-@dataclass
-class Textbook:
-    exposition: list[str]
-    worked: list[Problem]
-    practice: list[Problem]
-    heldout: list[Problem]
 
 
 def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Problem]:

@@ -15,10 +15,22 @@ class Problem:
     solution: str = ""  # step-by-step worked solution ending in "Answer: ..." (empty for practice)
     level: int = 0  # difficulty level; 0 = unknown
     columns: dict = field(default_factory=dict, compare=False, hash=False)  # extra dataset columns
+    source: str = field(default="", compare=False)  # where it came from ("file:line"), for error messages
+    prompt_text: str = field(default="", compare=False)  # the prompt as rendered by a chat template, if any
 
     @property
     def prompt(self) -> str:
-        return format_prompt(self.question)
+        return self.prompt_text or format_prompt(self.question)
+
+
+@dataclass
+class Textbook:
+    """The four parts: exposition -> pretrain, worked -> SFT, practice -> RL, held-out -> evaluation."""
+
+    exposition: list[str]
+    worked: list[Problem]
+    practice: list[Problem]
+    heldout: list[Problem]
 
 
 def format_prompt(question: str) -> str:

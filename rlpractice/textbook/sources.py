@@ -1,0 +1,81 @@
+"""Where the run's problems come from (`data.source`): a built-in textbook, or your own dataset file.
+
+Both give the same four parts (exposition, worked, practice, held-out), so the stages never know the
+difference. For a dataset, the exposition is its questions with their worked solutions (what a model
+trained from scratch reads), worked problems are the records that have a solution, and the held-out
+set is `data.heldout_path`, or `data.heldout_size` records set aside by a seeded shuffle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+
+from omegaconf import DictConfig
+
+from rlpractice.errors import UserError
+from rlpractice.grading.pool import GradingPool
+from rlpractice.textbook.dataset import load_problems
+from rlpractice.textbook.problems import ANSWER_MARK, Problem, Textbook
+
+BUILTIN_TEXTBOOKS = {"math": "rlpractice.textbook.math_textbook", "countdown": "rlpractice.textbook.countdown_textbook"}
+
+
+def load_book(cfg: DictConfig) -> Textbook:
+    if cfg.data.source == "textbook":
+        tb = cfg.textbook
+        if tb.name not in BUILTIN_TEXTBOOKS:
+            raise UserError(f"textbook.name={tb.name!r}; built-in textbooks: {sorted(BUILTIN_TEXTBOOKS)}")
+        build = importlib.import_module(BUILTIN_TEXTBOOKS[tb.name]).build_textbook
+        return build(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout, tuple(tb.levels),
+                     tb.answer_only)
+    if cfg.data.source == "file":
+        return _dataset_book(cfg.data, cfg.seed)
+    raise UserError(f"data.source={cfg.data.source!r}; choose data=textbook or data=jsonl")
+
+
+def _load(d: DictConfig, path: str) -> list[Problem]:
+    problems, bad = load_problems(path, d.question_key, d.answer_key, d.answer_format, d.skip_bad, d.split)
+    report_skipped(path, [(b.where, b.reason) for b in bad])
+    return problems
+
+
+def report_skipped(path: str, bad: list[tuple[str, str]]) -> None:
+    if bad:
+        shown = "\n".join(f"  {where}: {reason}" for where, reason in bad[:10])
+        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        print(f"[data] skipped {len(bad)} record(s) of {path} (data.skip_bad=true):\n{shown}{more}", flush=True)
+
+
+def _dataset_book(d: DictConfig, seed: int) -> Textbook:
+    train = _load(d, d.path)
+    if d.heldout_path:
+        heldout = _load(d, d.heldout_path)
+    else:
+        if d.heldout_size >= len(train):
+            raise UserError(f"data.heldout_size={d.heldout_size} leaves no training problems in {d.path} "
+                            f"({len(train)} records); lower it or set data.heldout_path")
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        held = set(order[: d.heldout_size])
+        heldout = [p for i, p in enumerate(train) if i in held]
+        train = [p for i, p in enumerate(train) if i not in held]
+    worked = [p for p in train if p.solution]
+    exposition = [f"{p.prompt}{p.solution}" for p in worked] or [p.question for p in train]
+    return Textbook(exposition=exposition, worked=worked, practice=train, heldout=heldout)
+
+
+def drop_ungradable(problems: list[Problem], pool: GradingPool, skip_bad: bool) -> list[Problem]:
+    """Problems whose own gold answer the verifier accepts. A dataset answer the verifier cannot read
+    (e.g. '3 or 4 apples') would give every sample reward 0: it is an error naming the record, or with
+    `skip_bad` it is skipped and listed."""
+    grades = pool.grade([f"{ANSWER_MARK} {p.answer}" for p in problems], [p.answer for p in problems],
+                        [p.columns for p in problems])
+    bad = [(p, g.reason) for p, g in zip(problems, grades, strict=True) if g.reward < 1.0]
+    if bad and not skip_bad:
+        p, reason = bad[0]
+        raise UserError(f"{p.source}: the verifier cannot grade this gold answer {p.answer!r} ({reason}); "
+                        f"{len(bad)} such record(s). Fix them, or set data.skip_bad=true to skip and list them.")
+    report_skipped("the dataset", [(p.source, f"gold answer {p.answer!r} ungradable: {r}") for p, r in bad])
+    dropped = {id(p) for p, _ in bad}
+    return [p for p in problems if id(p) not in dropped]
