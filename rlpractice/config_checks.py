@@ -60,6 +60,9 @@ def check(cfg: DictConfig) -> None:
         if not isinstance(k, int) or not 1 <= k <= cfg.eval.samples_per_problem:
             raise UserError(f"config key eval.k contains {k!r}: each k must be an integer in "
                             f"1..eval.samples_per_problem ({cfg.eval.samples_per_problem})")
+    if cfg.sampler.temperature == 0 and max(cfg.rl.samples_per_prompt, cfg.eval.samples_per_problem) > 1:
+        raise UserError("config key sampler.temperature=0 is greedy decoding: every sample of a group would be the "
+                        "same (and vLLM refuses n > 1); use a temperature > 0 for RL and evaluation")
     if cfg.model.path and not (Path(cfg.model.path) / "config.json").is_file():
         raise UserError(f"config key model.path={cfg.model.path}: not an HF checkpoint directory (no config.json "
                         "there); point it at a directory written by save_pretrained, or set it to null to pretrain")

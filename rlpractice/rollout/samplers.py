@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import ray
 from omegaconf import DictConfig, OmegaConf
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlpractice.rollout.sampler import SamplerActor
 
@@ -39,11 +41,26 @@ class Samplers:
         self.engine_kwargs = {**OmegaConf.to_container(sampler.engine, resolve=True), "tokenizer": model_dir}
         self.weights_dir = model_dir  # what a restarted engine loads: always the latest weights
         self.restarts = 0
+        # One bundle per engine; SPREAD puts them on different nodes when the cluster has several, so
+        # sampling scales with nodes. A restarted engine goes back into its own bundle.
+        bundle = {"CPU": sampler.num_cpus_per_sampler}
+        if sampler.num_gpus_per_sampler:
+            bundle["GPU"] = sampler.num_gpus_per_sampler
+        self.group = placement_group([bundle] * sampler.num_samplers, strategy=sampler.placement)
+        if not self.group.wait(timeout_seconds=cluster.placement_timeout_s):
+            remove_placement_group(self.group)
+            raise RuntimeError(
+                f"Ray could not place {sampler.num_samplers} sampler(s) of {bundle} with strategy "
+                f"{sampler.placement} within {cluster.placement_timeout_s}s; cluster resources: "
+                f"{ray.cluster_resources()}. Lower sampler.num_samplers or the resources per sampler.")
         self.actors = [self._start(i) for i in range(sampler.num_samplers)]
         self.info = ray.get([a.ready.remote() for a in self.actors])
 
     def _start(self, i: int):
-        return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler).remote(
+        strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
+        return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler,
+                                    num_gpus=self.sampler.num_gpus_per_sampler,
+                                    scheduling_strategy=strategy).remote(
             self.weights_dir, self.engine_kwargs, self.seed + i)
 
     def _replace_if_dead(self, slot: int, actor, error: Exception) -> None:
@@ -105,3 +122,4 @@ class Samplers:
         for a in self.actors:
             ray.kill(a)
         self.actors = []
+        remove_placement_group(self.group)
