@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import ray
 
 
+def write_files(files: dict[str, bytes], folder: str | None = None) -> str:
+    """Checkpoint files shipped through Ray's object store, written to a folder on this node."""
+    folder = folder or tempfile.mkdtemp(prefix="rlpractice_weights_")
+    for name, data in files.items():
+        (Path(folder) / name).write_bytes(data)
+    return folder
+
+
 @ray.remote
 class SamplerActor:
-    def __init__(self, model_dir: str, engine_kwargs: dict, seed: int):
+    def __init__(self, weights: str | dict[str, bytes], engine_kwargs: dict, seed: int,
+                 update: dict[str, bytes] | None = None):
+        """`weights`: a checkpoint directory this node can read (shared filesystem), or the checkpoint's
+        files themselves (weight_sync=object_store), written to a node-local folder first, with the
+        latest synced weights (`update`) written over them."""
         from vllm import LLM  # imported here: only the actor process needs vLLM
 
         start = time.time()
-        self.llm = LLM(model=model_dir, seed=seed, **engine_kwargs)
+        self.local_dir = None
+        if isinstance(weights, dict):
+            self.local_dir = weights = write_files(weights)
+            if update:
+                write_files(update, weights)
+            engine_kwargs = {**engine_kwargs, "tokenizer": weights}
+        self.llm = LLM(model=weights, seed=seed, **engine_kwargs)
         self.startup_s = time.time() - start
 
     def ready(self) -> dict:
@@ -45,8 +65,11 @@ class SamplerActor:
             for out in outputs
         ]
 
-    def load_weights(self, weights_dir: str) -> float:
-        """Swap in new weights from an HF safetensors directory, without restarting the engine."""
+    def load_weights(self, weights: str | dict[str, bytes]) -> float:
+        """Swap in new weights, without restarting the engine: from an HF safetensors directory, or from
+        the files themselves (object store), written over this node's local copy first."""
         start = time.time()
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": weights_dir})
+        if isinstance(weights, dict):
+            weights = write_files(weights, self.local_dir)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": weights})
         return time.time() - start

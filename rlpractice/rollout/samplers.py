@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import ray
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +32,9 @@ def start_ray(cluster: DictConfig) -> None:
 
 
 MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not something to retry forever
+# How new weights reach the engines: `filesystem` (a path every node can read: one machine, or a shared
+# disk) or `object_store` (the safetensors bytes go through Ray's object store: any cluster).
+WEIGHT_SYNC = ("filesystem", "object_store")
 
 
 class Samplers:
@@ -39,7 +43,11 @@ class Samplers:
         self.sampler, self.seed = sampler, seed
         # the tokenizer stays with the first checkpoint; weight syncs only write model files
         self.engine_kwargs = {**OmegaConf.to_container(sampler.engine, resolve=True), "tokenizer": model_dir}
-        self.weights_dir = model_dir  # what a restarted engine loads: always the latest weights
+        if sampler.weight_sync not in WEIGHT_SYNC:
+            raise ValueError(f"sampler.weight_sync={sampler.weight_sync!r}; choose one of {WEIGHT_SYNC}")
+        self.base = self._ship(model_dir, everything=True)  # the first checkpoint, tokenizer included
+        self.update = None  # the latest synced weights (object store), for engines started later
+        self.weights_dir = model_dir
         self.restarts = 0
         # One bundle per engine; SPREAD puts them on different nodes when the cluster has several, so
         # sampling scales with nodes. A restarted engine goes back into its own bundle.
@@ -61,7 +69,8 @@ class Samplers:
         return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler,
                                     num_gpus=self.sampler.num_gpus_per_sampler,
                                     scheduling_strategy=strategy).remote(
-            self.weights_dir, self.engine_kwargs, self.seed + i)
+            self.base if self.sampler.weight_sync == "object_store" else self.weights_dir,
+            self.engine_kwargs, self.seed + i, self.update)
 
     def _replace_if_dead(self, slot: int, actor, error: Exception) -> None:
         """Sampler `slot` failed with `error`: start a new engine there with the current weights
@@ -113,10 +122,23 @@ class Samplers:
             for (i, _), result in zip(call, results, strict=True):
                 yield i, result
 
+    def _ship(self, folder: str, everything: bool = False):
+        """The path itself (filesystem), or an object-store reference to the checkpoint's files: all of
+        them for a new engine, only weights and config for a sync (the tokenizer stays)."""
+        if self.sampler.weight_sync == "filesystem":
+            return os.fspath(folder)
+        files = [p for p in Path(folder).iterdir() if p.is_file()]
+        if not everything:
+            files = [p for p in files if p.suffix == ".safetensors" or p.name == "config.json"]
+        return ray.put({p.name: p.read_bytes() for p in files})
+
     def sync_weights(self, weights_dir: str) -> float:
         """Every engine serves the weights in `weights_dir` when this returns; seconds taken (max)."""
         self.weights_dir = os.fspath(weights_dir)
-        return max(ray.get([a.load_weights.remote(self.weights_dir) for a in self.actors]))
+        weights = self._ship(self.weights_dir)
+        if self.sampler.weight_sync == "object_store":
+            self.update = weights
+        return max(ray.get([a.load_weights.remote(weights) for a in self.actors]))
 
     def shutdown(self) -> None:
         for a in self.actors:
