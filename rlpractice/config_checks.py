@@ -60,6 +60,10 @@ def check(cfg: DictConfig) -> None:
         if not isinstance(k, int) or not 1 <= k <= cfg.eval.samples_per_problem:
             raise UserError(f"config key eval.k contains {k!r}: each k must be an integer in "
                             f"1..eval.samples_per_problem ({cfg.eval.samples_per_problem})")
+    for name, weight in (cfg.verifier.weights or {}).items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise UserError(f"config key verifier.weights.{name}={weight!r}: expected a number (the weight of "
+                            f"verifier {name!r} in the reward)")
     if cfg.sampler.temperature == 0 and max(cfg.rl.samples_per_prompt, cfg.eval.samples_per_problem) > 1:
         raise UserError("config key sampler.temperature=0 is greedy decoding: every sample of a group would be the "
                         "same (and vLLM refuses n > 1); use a temperature > 0 for RL and evaluation")

@@ -63,7 +63,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     samplers = None
     try:
         book = load_book(cfg)
-        pool = GradingPool(cfg.verifier.name, cfg.verifier.dirs, cfg.verifier.num_workers,
+        v = cfg.verifier  # several verifiers with weights, or the one named
+        pool = GradingPool(dict(v.weights) if v.weights else v.name, v.dirs, cfg.verifier.num_workers,
                            cfg.verifier.timeout_s, cfg.verifier.memory_limit_mb)
         if cfg.data.source == "file" and cfg.data.check_gold:
             book.practice = drop_ungradable(book.practice, pool, cfg.data.skip_bad)

@@ -105,3 +105,37 @@ def test_a_verifier_failing_on_every_answer_stops_the_run_with_its_reason(tmp_pa
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the verifier failed on every answer of step 1") and "KeyError" in last
     assert not (tmp_path / "run" / "checkpoints" / "rl_steps").exists()  # no step trained on garbage
+
+
+ASYNC_FORMAT = '''
+import asyncio
+
+from rlpractice.grading.registry import verifier
+
+
+@verifier("has_answer_line")
+async def has_answer_line(completion: str, answer: str, **columns) -> float:
+    await asyncio.sleep(0)
+    return float("Answer:" in completion)
+'''
+
+
+def test_countdown_experiment_with_weighted_verifiers(tmp_path, tiny_args):
+    """The non-math textbook as a Hydra experiment, graded by its verifier (which reads the dataset columns
+    numbers and target) plus a small async format reward, with per-verifier metrics."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "fmt.py").write_text(ASYNC_FORMAT)
+    run_dir = tmp_path / "run"
+    args = ["+experiment=countdown", *tiny_args[1:], "textbook.levels=[1,2]",
+            "verifier.weights={countdown: 1.0, has_answer_line: 0.1}", f"verifier.dirs=[{plugins}]",
+            f"hydra.run.dir={run_dir}"]
+    result = run_cli(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rollouts = [json.loads(line) for line in (run_dir / "rollouts.jsonl").read_text().splitlines()]
+    assert rollouts and all(r["question"].startswith("Use the numbers") for r in rollouts)
+    assert all(r["reason"].startswith("countdown: ") and "has_answer_line: " in r["reason"] for r in rollouts)
+    rl = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
+    for r in rl:
+        assert 0.0 <= r["verifier/countdown/reward"] <= 1.0 and r["verifier/has_answer_line/applied"] == 1.0
+        assert r["reward"] == pytest.approx(r["verifier/countdown/reward"] + 0.1 * r["verifier/has_answer_line/reward"])

@@ -7,11 +7,13 @@ Answers the verifier's `fast` function can decide (plain numbers) never leave th
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection, wait
 
-from rlpractice.grading.registry import Grade, as_grade, get_verifier
+from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier
 
 FAILURE_PREFIXES = ("error:", "timeout", "crash")
 
@@ -21,7 +23,22 @@ def is_failure(reason: str) -> bool:
     return reason.startswith(FAILURE_PREFIXES)
 
 
-def _worker_main(conn: Connection, name: str, dirs: list[str], memory_limit_mb: int) -> None:
+def _call(fn, completion: str, answer: str, columns: dict) -> Grade | None:
+    """One verifier on one answer; its exception becomes this answer's failed grade."""
+    try:
+        result = fn(completion, answer, **columns)
+        if inspect.isawaitable(result):  # an async verifier
+            result = asyncio.run(_awaited(result))
+        return as_grade(result)
+    except BaseException as exc:  # noqa: BLE001 - any failure is this answer's, not the trainer's
+        return Grade(0.0, f"error: {type(exc).__name__}: {exc}"[:300])
+
+
+async def _awaited(awaitable):
+    return await awaitable
+
+
+def _worker_main(conn: Connection, weights: dict[str, float], dirs: list[str], memory_limit_mb: int) -> None:
     import resource
     import signal
 
@@ -29,24 +46,21 @@ def _worker_main(conn: Connection, name: str, dirs: list[str], memory_limit_mb: 
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    fn = get_verifier(name, dirs).fn
+    fns = {name: get_verifier(name, dirs).fn for name in weights}
     conn.send("ready")
     while True:
         task = conn.recv()
         if task is None:
             return
         idx, completion, answer, columns = task
-        try:
-            grade = as_grade(fn(completion, answer, **columns))
-        except BaseException as exc:  # noqa: BLE001 - any failure is this answer's, not the trainer's
-            grade = Grade(0.0, f"error: {type(exc).__name__}: {exc}"[:300])
-        conn.send((idx, grade.reward, grade.reason))
+        grade = combine({n: _call(fn, completion, answer, columns) for n, fn in fns.items()}, weights)
+        conn.send((idx, grade))
 
 
 class _Worker:
-    def __init__(self, ctx, name: str, dirs: list[str], memory_limit_mb: int):
+    def __init__(self, ctx, weights: dict[str, float], dirs: list[str], memory_limit_mb: int):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, name, dirs, memory_limit_mb), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, weights, dirs, memory_limit_mb), daemon=True)
         self.proc.start()
         child.close()
         self.ready = False
@@ -60,32 +74,45 @@ class _Worker:
 
 
 class GradingPool:
-    def __init__(self, name: str, dirs: list[str] | tuple[str, ...] = (), num_workers: int = 2,
+    def __init__(self, name: str | dict[str, float], dirs: list[str] | tuple[str, ...] = (), num_workers: int = 2,
                  timeout_s: float = 5.0, memory_limit_mb: int = 2048):
-        self.name, self.dirs = name, list(dirs)
-        self.verifier = get_verifier(name, self.dirs)  # fails early, in the trainer, on a bad name
+        """`name`: one verifier, or {name: weight} for a weighted combination of several."""
+        self.weights = {name: 1.0} if isinstance(name, str) else {str(k): float(v) for k, v in name.items()}
+        self.name, self.dirs = "+".join(self.weights), list(dirs)
+        # looked up here first: a bad name fails early, in the trainer, with a clear message
+        self.verifiers = {n: get_verifier(n, self.dirs) for n in self.weights}
         self.timeout_s, self.memory_limit_mb = timeout_s, memory_limit_mb
         self._ctx = mp.get_context("spawn")  # no fork: the trainer holds threads (Ray, torch)
         self._workers = [self._spawn() for _ in range(num_workers)]
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self.name, self.dirs, self.memory_limit_mb)
+        return _Worker(self._ctx, self.weights, self.dirs, self.memory_limit_mb)
 
     def grade(self, completions: list[str], answers: list[str], columns: list[dict] | None = None) -> list[Grade]:
         columns = columns or [{} for _ in completions]
         grades: list[Grade | None] = [None] * len(completions)
         queue: list[int] = []
         for i, (c, a) in enumerate(zip(completions, answers, strict=True)):
-            if self.verifier.fast is not None:
-                try:
-                    grades[i] = self.verifier.fast(c, a, **columns[i])
-                except Exception:  # noqa: BLE001 - let the isolated worker try, and report
-                    grades[i] = None
+            grades[i] = self._fast(c, a, columns[i])
             if grades[i] is None:
                 queue.append(i)
         queue.reverse()  # pop() from the end keeps the original order
         self._run(queue, completions, answers, columns, grades)
         return grades  # type: ignore[return-value]
+
+    def _fast(self, completion: str, answer: str, columns: dict) -> Grade | None:
+        """The grade when every verifier's in-process fast path decides it; None sends it to a worker."""
+        parts = {}
+        for name, v in self.verifiers.items():
+            if v.fast is None:
+                return None
+            try:
+                parts[name] = as_grade(v.fast(completion, answer, **columns))
+            except Exception:  # noqa: BLE001 - let the isolated worker try, and report
+                return None
+            if parts[name] is None:
+                return None
+        return combine(parts, self.weights)
 
     def _run(self, queue, completions, answers, columns, grades) -> None:
         busy = lambda: [w for w in self._workers if w.task is not None]  # noqa: E731
@@ -110,8 +137,7 @@ class GradingPool:
                         w.ready = True
                         continue
                     if msg is not None:
-                        idx, reward, reason = msg
-                        grades[idx] = Grade(reward, reason)
+                        idx, grades[idx] = msg
                         w.task = None
                         continue
                     self._replace(k, grades, f"crash: verifier worker died (exit code {w.proc.exitcode})")

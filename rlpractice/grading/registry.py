@@ -1,8 +1,11 @@
 """Verifiers: small functions that grade one completion against the gold answer.
 
-A verifier is any function `fn(completion: str, answer: str, **columns) -> Grade | float | bool`.
-Register it with `@verifier("name")` in a file under the top-level `verifiers/` folder (or any folder
-listed in `verifier.dirs`), or name it by dotted path in config: `verifier.name=mypkg.mod:fn`.
+A verifier is any function `fn(completion: str, answer: str, **columns) -> Grade | float | bool | None`,
+plain or `async def` (awaited in the grading worker: a verifier that calls a service). `columns` are the
+problem's other dataset fields. Register it with `@verifier("name")` in a file under the top-level
+`verifiers/` folder (or any folder listed in `verifier.dirs`), or name it by dotted path in config:
+`verifier.name=mypkg.mod:fn`. Several verifiers combine with weights (`verifier.weights`, see `combine`);
+None means "does not apply to this answer" and leaves that verifier out of the sum.
 
 `fast=` optionally gives a cheap, safe function run in the trainer process first (e.g. plain numbers);
 it returns a Grade, or None to send the answer to the isolated worker processes.
@@ -28,6 +31,7 @@ _PLUGIN_PREFIX = "rlpractice_verifiers"
 class Grade:
     reward: float
     reason: str
+    parts: dict[str, float] | None = None  # each verifier's reward, when several are combined
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,29 @@ def verifier(name: str, fast: Callable | None = None) -> Callable:
     return register
 
 
-def as_grade(result) -> Grade:
-    """Verifiers may return a Grade, a bool or a number; normalise to Grade."""
-    if isinstance(result, Grade):
+def as_grade(result) -> Grade | None:
+    """Verifiers may return a Grade, a bool, a number, or None (not applicable); normalise to Grade."""
+    if result is None or isinstance(result, Grade):
         return result
     if isinstance(result, bool):
         return Grade(float(result), "correct" if result else "incorrect")
     if isinstance(result, (int, float)):
         return Grade(float(result), f"score {float(result):g}")
     raise TypeError(f"a verifier must return Grade, bool or float, not {type(result).__name__}")
+
+
+def combine(grades: dict[str, Grade | None], weights: dict[str, float]) -> Grade:
+    """The weighted sum of several verifiers' rewards, with every reason; a verifier that returned None
+    (not applicable) is left out. One verifier alone: its own grade, unchanged."""
+    if len(weights) == 1:
+        [(name, grade)] = grades.items()
+        return grade if grade is not None else Grade(0.0, f"{name}: not applicable")
+    applied = {n: g for n, g in grades.items() if g is not None}
+    reward = sum(weights[n] * g.reward for n, g in applied.items())
+    reason = "; ".join(f"{n}: {g.reason if g is not None else 'not applicable'}" for n, g in grades.items())
+    if applied and all(g.reason.startswith(("error:", "timeout", "crash")) for g in applied.values()):
+        reason = "error: every verifier failed; " + reason  # counted as a verifier failure (pool.is_failure)
+    return Grade(reward, reason, {n: g.reward for n, g in applied.items()})
 
 
 def _load_plugin_dir(folder: Path) -> None:

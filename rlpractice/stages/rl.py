@@ -43,6 +43,7 @@ class Sample:
     reason: str  # the verifier's short explanation
     finish: str  # "stop" or "length"
     sampler_logps: list[float]  # the vLLM engine's log-prob of each sampled token
+    parts: dict[str, float] | None = None  # each verifier's reward, when several are combined
 
 
 def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int):
@@ -57,7 +58,7 @@ def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem
         grade_s += time.time() - t
         groups[i]["prompt_ids"] = chunk["prompt_ids"]
         groups[i]["samples"].extend(
-            Sample(ids, text, g.reward, g.reason, finish, logps)
+            Sample(ids, text, g.reward, g.reason, finish, logps, g.parts)
             for (ids, text, finish, logps), g in zip(comps, grades, strict=True)
         )
     return groups, grade_s
@@ -226,6 +227,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             save_rl_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
                           {"order": order.state(), "metrics": metrics}, rl.keep_checkpoints)
         metrics.update(level_pass_rates(problems, rewards))
+        metrics.update(verifier_metrics(groups))
         if rl.curriculum:
             metrics.update(curriculum_metrics(order))
         tracker.log("rl", step, metrics)
@@ -260,10 +262,23 @@ def curriculum_metrics(order: PracticeOrder) -> dict:
             "curriculum/hopeless_fraction": sum(e < 0.1 for e in estimates) / seen}
 
 
+def verifier_metrics(groups: list[dict]) -> dict:
+    """With several verifiers: each one's mean reward, and how often it applied (did not return None)."""
+    samples = [s for g in groups for s in g["samples"]]
+    names = sorted({n for s in samples if s.parts for n in s.parts})
+    out = {}
+    for n in names:
+        applied = [s.parts[n] for s in samples if s.parts and n in s.parts]
+        out[f"verifier/{n}/reward"] = float(np.mean(applied))
+        out[f"verifier/{n}/applied"] = len(applied) / len(samples)
+    return out
+
+
 def _log_rollouts(path: Path, step: int, problems: list[Problem], groups: list[dict], per_step: int) -> None:
     """A few sampled solutions per step with their reward and the verifier's reason, for reading."""
     with open(path, "a") as f:
         for p, g in list(zip(problems, groups, strict=True))[:per_step]:
             s = g["samples"][0]
             f.write(json.dumps({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
-                                "completion": s.text, "reward": s.reward, "reason": s.reason}) + "\n")
+                                "completion": s.text, "reward": s.reward, "reason": s.reason,
+                                **({"parts": s.parts} if s.parts else {})}) + "\n")
