@@ -52,7 +52,7 @@ def latest_rl_state(root: Path) -> Path | None:
 
 def load_rl_state(path: Path, optimizer) -> dict:
     """Restore the optimizer and RNG states in place; return state.json (the model loads from `path`)."""
-    trainer = torch.load(path / "trainer_state.pt", weights_only=False)
+    trainer = torch.load(path / "trainer_state.pt", weights_only=False, map_location="cpu")
     optimizer.load_state_dict(trainer["optimizer"])
     torch.set_rng_state(trainer["torch_rng"])
     random.setstate(trainer["python_rng"])

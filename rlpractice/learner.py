@@ -24,6 +24,16 @@ class Sequence:
     sampler_logps: list[float] | None = None  # the inference engine's log-probs of the completion tokens
 
 
+def pick_device(name: str) -> torch.device:
+    """`learner.device`: auto (CUDA when there is a GPU, else CPU), cpu, cuda, cuda:1, ..."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"config key learner.device={name}: no CUDA GPU is visible here; use auto or cpu")
+    return device
+
+
 def microbatches(lengths: list[int], token_budget: int) -> list[list[int]]:
     """Indices grouped so each micro-batch's padded size (rows x longest) stays within the budget.
 
@@ -61,7 +71,9 @@ def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: b
                    entropy_grad: bool = False):
     """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1] (and, if asked, the entropy of each of
     those next-token distributions, same shape; differentiable only with `entropy_grad`)."""
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+    # On a GPU the forward runs in bf16 autocast (fp32 weights and optimizer); log-probs are taken in fp32.
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=ids.is_cuda):
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
     logp = -F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     if not with_entropy:
         return logp
@@ -71,10 +83,10 @@ def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: b
     return logp, entropy
 
 
-def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float,
-            device="cpu") -> float:
+def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float) -> float:
     """One optimiser step of masked next-token cross-entropy (mean over all target tokens)."""
     model.train()
+    device = model.device
     total_targets = sum(sum(s.loss_mask[1:]) for s in seqs)
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
@@ -89,9 +101,10 @@ def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: i
 
 
 @torch.no_grad()
-def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: int, device="cpu") -> list[torch.Tensor]:
+def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: int) -> list[torch.Tensor]:
     """Per-sequence tensors of target-token log-probs (e.g. the sampling policy's, before updating)."""
     model.eval()
+    device = model.device
     out: list[torch.Tensor | None] = [None] * len(seqs)
     for idx in microbatches([len(s.ids) for s in seqs], token_budget):
         ids, attn, _ = collate([seqs[i] for i in idx], pad_id, device)
@@ -105,7 +118,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
                          pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
                          aggregation: str, num_sequences: int, max_tokens: int, ratio_level: str = "token",
                          ref_logps: list[torch.Tensor] | None = None, kl_coef: float = 0.0, kl_estimator: str = "k3",
-                         entropy_coef: float = 0.0, device="cpu") -> dict:
+                         entropy_coef: float = 0.0) -> dict:
     """One optimiser step of the clipped surrogate over `seqs`.
 
     `num_sequences` counts the whole batch, including sequences left out because their advantage is 0
@@ -117,6 +130,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     if ratio_level not in ("token", "sequence"):
         raise UserError(f"unknown algo.ratio_level {ratio_level!r}: use token or sequence")
     model.train()
+    device = model.device
     num_tokens = sum(sum(s.loss_mask[1:]) for s in seqs)
     optimizer.zero_grad(set_to_none=True)
     kl_fn = {"k1": kl_k1, "k3": kl_k3}.get(kl_estimator)

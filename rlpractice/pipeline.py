@@ -21,6 +21,7 @@ from rlpractice.config_checks import check, check_writable
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
+from rlpractice.learner import pick_device
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.pretrain import run_pretrain
 from rlpractice.stages.rl import run_rl
@@ -85,6 +86,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         else:
             model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed)
             policy.save(model, tokenizer, ckpt / "pretrain")
+        model.to(pick_device(cfg.learner.device))
         book = with_chat_template(book, tokenizer, cfg.model)
         if done is None or done.name == "pretrain":
             if cfg.sft.steps > 0 and book.worked:

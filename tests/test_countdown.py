@@ -138,7 +138,7 @@ def test_grades_through_the_pool_in_process():
     book = small_book()
     problems = book.heldout[:20]
     with GradingPool("countdown", num_workers=1) as pool:
-        assert pool.verifier.fast is not None  # decided in the trainer, no worker round trip
+        assert pool.verifiers["countdown"].fast is not None  # decided in the trainer, no worker round trip
         pid = os.getpid()
         grades = pool.grade([format_solution([], "5*3+7"), "Answer: 5*3+5"], ["22", "22"], [COLUMNS, COLUMNS])
         assert [g.reward for g in grades] == [1.0, 0.0] and grades[1].reason == "uses 5 twice, not once"

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from rlpractice.learner import Sequence, lm_step
+from rlpractice.learner import Sequence, lm_step, pick_device
 from rlpractice.model import new_model, num_params
 from rlpractice.tokenizer import train_tokenizer
 
@@ -26,7 +26,7 @@ def run_pretrain(cfg: DictConfig, exposition: list[str], tracker, seed: int):
     m, p = cfg.model, cfg.pretrain
     tokenizer = train_tokenizer(exposition, m.vocab_size)
     model = new_model(tokenizer, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size,
-                      m.max_seq_len, seed)
+                      m.max_seq_len, seed).to(pick_device(cfg.learner.device))
     data = blocks(exposition, tokenizer, p.block_size)
     print(f"[pretrain] {num_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}, "
           f"{len(data) * p.block_size / 1e6:.2f}M tokens in {len(data)} blocks")

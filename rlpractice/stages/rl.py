@@ -153,7 +153,7 @@ def reference_model(model, run_dir: Path):
     """A frozen copy of the policy RL starts from (the SFT checkpoint when resuming), for the KL term."""
     sft_dir = run_dir / "checkpoints" / "sft"
     ref = policy.load(sft_dir)[0] if (sft_dir / "config.json").is_file() else copy.deepcopy(model)
-    return ref.eval().requires_grad_(False)
+    return ref.to(model.device).eval().requires_grad_(False)
 
 
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
