@@ -25,6 +25,14 @@ CORRECT = [
     ("x^2+2x+1", "Answer: (x+1)^2"),
     ("2\\pi", "Answer: 2 \\cdot \\pi"),
     ("42", "first \\boxed{41} then \\boxed{42}"),
+    ("x=2", "Answer: 2x=4"),  # equations: same solution set
+    ("2x-y+1=0", "Answer: y=2x+1"),
+    ("\\{1,2\\}", "Answer: \\{2,1\\}"),
+    ("[0,1)", "Answer: [0, 1)"),
+    ("2, 3", "Answer: 3, 2"),  # a list of answers is compared as a set
+    ("120", "Answer: 5!"),
+    ("\\frac{1}{2004!}", "Answer: \\frac{1}{2004!}"),
+    ("e", "Answer: 2.72"),  # rounding policy, irrational gold
 ]
 WRONG = [
     ("3/4", "Answer: 3/5"),
@@ -35,6 +43,12 @@ WRONG = [
     ("50", "Answer: 0.5"),  # no percent guessing
     ("42", "I think it is 42"),  # no marked answer
     ("42", ""),
+    ("3x+4y+14=0", "Answer: 3x-y+13=0"),  # not 'both reduce to 0'
+    ("x^2=4", "Answer: x=2"),
+    ("(1,2)", "Answer: (2,1)"),  # tuples are ordered
+    ("[0,1]", "Answer: (0,1)"),
+    ("1/2004!", "Answer: 1/2006!"),
+    ("1/2^99", "Answer: 0.00"),  # rounding needs significant digits
 ]
 
 
@@ -68,6 +82,41 @@ def test_parser_rejects_hostile_input_without_evaluating(text):
     with pytest.raises(ParseError):
         parse_math(text)
     assert not os.path.exists("/tmp/pwned_rlpractice")
+
+
+INJECTIONS = [
+    "__import__('os').system('touch /tmp/pwned_rlpractice')",
+    "eval('__import__(\"os\").system(\"touch /tmp/pwned_rlpractice\")')",
+    "exec('import os')",
+    "lambda: __import__('os')",
+    "(1).__class__.__bases__[0].__subclasses__()",
+    "x.__globals__",
+    "open('/tmp/pwned_rlpractice', 'w')",
+    "getattr(os, 'system')('ls')",
+    "\\input{/etc/passwd}",
+    "$(touch /tmp/pwned_rlpractice)",
+    "os.system('ls')",
+]
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_code_injection_is_unparseable_and_does_nothing(text):
+    with pytest.raises(ParseError):
+        parse_math(text)
+    for gold, completion in [("42", f"Answer: {text}"), (text, "Answer: 42"), ("42", f"\\boxed{{{text}}}")]:
+        grade = math_verify(completion, gold)
+        assert grade.reward == 0.0 and "unparseable" in grade.reason, grade.reason
+    assert not os.path.exists("/tmp/pwned_rlpractice")
+
+
+def test_power_towers_and_huge_numbers_are_rejected_by_the_parser_fast():
+    for text in ["5^{5^{5^{5^5}}}", "10^{10^{10}}", "2^2^2^2^2^2", "100000!", "(10^{100})!", "1e1000000",
+                 "9^{9^{9^{9}}}", "\\binom{10^9}{5}", "2^{100000}"]:
+        start = time.monotonic()
+        with pytest.raises(ParseError):
+            parse_math(text)
+        assert time.monotonic() - start < 0.1, text
+    assert parse_math("(" * 30 + "1" + ")" * 30) == 1  # moderate nesting is fine; deeper is rejected above
 
 
 def test_pool_grades_in_order_with_fast_path_and_workers():
