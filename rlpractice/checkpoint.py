@@ -1,8 +1,10 @@
-"""RL checkpoints: everything a stopped run needs to continue where it was.
+"""Resumable checkpoints: everything a stopped stage needs to continue where it was.
 
-    checkpoints/rl_steps/step_000012/   HF model + tokenizer (vLLM can serve it as is)
-                                        trainer_state.pt   optimizer state, torch and Python RNG states
-                                        state.json         step, practice order, the step's metrics
+    checkpoints/pretrain_steps/step_000100/   (and sft_steps/, rl_steps/)
+        HF model + tokenizer    vLLM can serve it as is; pretraining's tokenizer lives only here until the stage ends
+        trainer_state.pt        optimizer state, torch and Python RNG states, and, for pretrain/SFT, the LR
+                                scheduler and the stage's batch-drawing random.Random (its data position)
+        state.json              step, and what the stage needs besides (RL: practice order, the step's metrics)
 
 Each is written into a temporary directory and renamed (see `model.save`), so a directory named
 `step_*` is always complete; a crash while writing leaves only a `.tmp` directory, which is ignored.
@@ -22,12 +24,18 @@ from rlpractice import model as policy
 PREFIX = "step_"
 
 
-def save_rl_state(root: Path, step: int, model, tokenizer, optimizer, state: dict, keep: int) -> Path:
+def save_state(root: Path, step: int, model, tokenizer, optimizer, state: dict, keep: int, scheduler=None,
+               data_rng: random.Random | None = None) -> Path:
     """Write checkpoint `step` under `root` and delete all but the newest `keep` ones."""
 
     def trainer_files(tmp: Path) -> None:
-        torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "python_rng": random.getstate()}, tmp / "trainer_state.pt")
+        trainer = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                   "python_rng": random.getstate()}
+        if scheduler is not None:
+            trainer["scheduler"] = scheduler.state_dict()
+        if data_rng is not None:
+            trainer["data_rng"] = data_rng.getstate()
+        torch.save(trainer, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
 
     path = policy.save(model, tokenizer, root / f"{PREFIX}{step:06d}", extra=trainer_files)
@@ -45,15 +53,23 @@ def complete_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def latest_rl_state(root: Path) -> Path | None:
+def latest_state(root: Path) -> Path | None:
     found = complete_checkpoints(root)
     return found[-1] if found else None
 
 
-def load_rl_state(path: Path, optimizer) -> dict:
-    """Restore the optimizer and RNG states in place; return state.json (the model loads from `path`)."""
+def load_state(path: Path, optimizer, scheduler=None, data_rng: random.Random | None = None) -> dict:
+    """Restore the optimizer, scheduler and RNG states in place; return state.json (the model loads from `path`)."""
     trainer = torch.load(path / "trainer_state.pt", weights_only=False, map_location="cpu")
     optimizer.load_state_dict(trainer["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(trainer["scheduler"])
+    if data_rng is not None:
+        data_rng.setstate(trainer["data_rng"])
     torch.set_rng_state(trainer["torch_rng"])
     random.setstate(trainer["python_rng"])
     return json.loads((path / "state.json").read_text())
+
+
+# The names the RL stage (rl.py) and the pipeline were written against.
+save_rl_state, latest_rl_state, load_rl_state = save_state, latest_state, load_state

@@ -1,13 +1,14 @@
 """The whole textbook, in order: exposition -> pretrain, worked -> SFT, practice -> RL, held-out -> eval.
 
-Writes into the run directory: checkpoints/{pretrain,sft,rl}/ (HF format), checkpoints/rl_steps/
-(resumable RL checkpoints, see checkpoint.py), metrics.jsonl,
+Writes into the run directory: checkpoints/{pretrain,sft,rl}/ (HF format), checkpoints/{pretrain,sft,rl}_steps/
+(resumable checkpoints within a stage, see checkpoint.py), metrics.jsonl,
 rollouts.jsonl, pass_rates.png, summary.json, and wandb/ (the W&B run, offline unless configured).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -73,7 +74,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         print(f"[data] {len(book.exposition)} exposition texts, {len(book.worked)} worked, "
               f"{len(book.practice)} practice, {len(book.heldout)} held-out problems")
 
-        # On resume, start from the furthest finished point: an RL step, else SFT, else pretraining.
+        # On resume, start from the furthest finished point: an RL step, else SFT, else pretraining; a stage
+        # stopped part-way continues from its own step checkpoints (run_pretrain, run_sft).
         rl_state = latest_rl_state(ckpt / "rl_steps") if cfg.resume else None
         done = next((d for d in ([rl_state] if rl_state else []) + [ckpt / "sft", ckpt / "pretrain"]
                      if cfg.resume and (d / "config.json").is_file()), None)
@@ -84,16 +86,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             model, tokenizer = policy.load(cfg.model.path)
             print(f"[model] loaded {cfg.model.path} ({policy.num_params(model) / 1e6:.2f}M params); no pretraining")
         else:
-            model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed)
+            model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed, ckpt / "pretrain_steps")
             policy.save(model, tokenizer, ckpt / "pretrain")
+            shutil.rmtree(ckpt / "pretrain_steps", ignore_errors=True)  # the final checkpoint replaces them
         model.to(pick_device(cfg.learner.device))
         book = with_chat_template(book, tokenizer, cfg.model)
         if done is None or done.name == "pretrain":
             if cfg.sft.steps > 0 and book.worked:
-                model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed)
+                model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed, ckpt / "sft_steps")
             elif cfg.sft.steps > 0:
                 print("[sft] skipped: the data has no worked solutions (answer_format=plain)")
             done = policy.save(model, tokenizer, ckpt / "sft")
+            shutil.rmtree(ckpt / "sft_steps", ignore_errors=True)
 
         print(f"[rl] starting {cfg.sampler.num_samplers} vLLM sampler actor(s) in Ray ...", flush=True)
         samplers = Samplers(str(done), cfg.sampler, cfg.cluster, cfg.seed)

@@ -1,9 +1,11 @@
-"""Kill the trainer with SIGKILL in the middle of RL, then resume: nothing repeated, nothing skipped.
+"""Kill the trainer with SIGKILL in the middle of RL or of pretraining, then resume: nothing repeated,
+nothing skipped.
 
 vLLM's sampling RNG state cannot be saved, so a resumed run does not reproduce the uninterrupted run's
 samples bit for bit. What is checked instead is the strongest property that holds: the resumed run
 restarts from the exact weights, optimizer, RNG and data position of its last checkpoint (unit-tested
-in test_checkpoint.py), and its metrics continue step by step with no step repeated or skipped.
+in test_checkpoint.py; pretraining and SFT, which need no vLLM, resume bitwise in test_stage_resume.py),
+and its metrics continue step by step with no step repeated or skipped.
 """
 
 import json
@@ -24,20 +26,25 @@ def rows(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def kill_once_logged(args: list[str], metrics, stage: str, step: int) -> None:
+    """Start the CLI and SIGKILL it once metrics.jsonl has a `stage` row at `step` or later."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rlpractice", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not any(r["stage"] == stage and r["step"] >= step for r in rows(metrics)):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and everything it started (Ray, vLLM, graders)
+    proc.wait()
+
+
 def test_sigkill_during_rl_then_resume(tmp_path, tiny_args):
     run_dir = tmp_path / "run"
     # with the curriculum on, its per-problem statistics are part of what must survive the kill
     args = [*tiny_args, "rl.steps=5", "rl.eval_every=0", "rl.curriculum=true", f"hydra.run.dir={run_dir}"]
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rlpractice", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     metrics = run_dir / "metrics.jsonl"
-    deadline = time.time() + 600
-    while time.time() < deadline and not any(r["stage"] == "rl" and r["step"] >= 2 for r in rows(metrics)):
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and everything it started (Ray, vLLM, graders)
-    proc.wait()
+    kill_once_logged(args, metrics, "rl", 2)
     before = metrics.read_text()
     killed_at = max(r["step"] for r in rows(metrics) if r["stage"] == "rl")
     assert killed_at < 5
@@ -59,3 +66,24 @@ def test_sigkill_during_rl_then_resume(tmp_path, tiny_args):
     assert json.loads((run_dir / "summary.json").read_text())["rl_steps"] == 5
     assert len(list((run_dir / "checkpoints" / "rl_steps").glob("step_*"))) == 2
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) >= 1
+
+
+def test_sigkill_during_pretraining_then_resume(tmp_path, tiny_args):
+    run_dir = tmp_path / "run"
+    args = [*tiny_args, "pretrain.steps=40", "pretrain.log_every=5", "pretrain.checkpoint_every=5", "rl.steps=1",
+            "rl.eval_every=0", f"hydra.run.dir={run_dir}"]
+    metrics = run_dir / "metrics.jsonl"
+    kill_once_logged(args, metrics, "pretrain", 10)
+    before = metrics.read_text()
+    killed_at = max(r["step"] for r in rows(metrics) if r["stage"] == "pretrain")
+    assert killed_at < 40 and not (run_dir / "checkpoints" / "pretrain").exists()
+
+    resumed = run_cli([*args, "resume=true"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "[pretrain] resuming after step" in resumed.stdout
+    assert metrics.read_text().startswith(before)  # appended, never rewritten
+    assert [r["step"] for r in rows(metrics) if r["stage"] == "pretrain"] == list(range(5, 41, 5))
+    assert [r["step"] for r in rows(metrics) if r["stage"] == "sft"] == [10]
+    assert [r["step"] for r in rows(metrics) if r["stage"] == "rl"] == [1]
+    assert (run_dir / "checkpoints" / "pretrain" / "config.json").is_file()
+    assert not (run_dir / "checkpoints" / "pretrain_steps").exists()  # the final checkpoint replaced them

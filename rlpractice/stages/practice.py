@@ -54,7 +54,8 @@ class PracticeOrder:
 
     def state(self) -> dict:
         version, internal, gauss = self.rng.getstate()
-        return {"queue": list(self.queue), "rng": [version, list(internal), gauss], "stats": self.stats}
+        stats = {q: list(v) for q, v in self.stats.items()}  # a copy: sampling ahead keeps updating the live one
+        return {"queue": list(self.queue), "rng": [version, list(internal), gauss], "stats": stats}
 
     def restore(self, state: dict) -> None:
         version, internal, gauss = state["rng"]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import random
+from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
-from rlpractice.learner import Sequence, lm_step, pick_device
-from rlpractice.model import new_model, num_params
+from rlpractice import model as policy
+from rlpractice.learner import Sequence, pick_device
+from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.tokenizer import train_tokenizer
 
 
@@ -22,23 +20,19 @@ def blocks(texts: list[str], tokenizer, block_size: int) -> list[list[int]]:
     return [stream[i : i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)]
 
 
-def run_pretrain(cfg: DictConfig, exposition: list[str], tracker, seed: int):
+def run_pretrain(cfg: DictConfig, exposition: list[str], tracker, seed: int, steps_dir: Path | None = None):
+    """Train tokenizer and model; checkpoints go to `steps_dir` (None: none), resumed from with resume=true."""
     m, p = cfg.model, cfg.pretrain
-    tokenizer = train_tokenizer(exposition, m.vocab_size)
-    model = new_model(tokenizer, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size,
-                      m.max_seq_len, seed).to(pick_device(cfg.learner.device))
-    data = blocks(exposition, tokenizer, p.block_size)
-    print(f"[pretrain] {num_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}, "
+    resume_from = resume_point(cfg, steps_dir)
+    if resume_from is not None:  # the tokenizer is the one trained before the stop: the model's ids mean its tokens
+        model, tokenizer = policy.load(resume_from)
+    else:
+        tokenizer = train_tokenizer(exposition, m.vocab_size)
+        model = policy.new_model(tokenizer, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size,
+                                 m.max_seq_len, seed)
+    model.to(pick_device(cfg.learner.device))
+    data = [Sequence(ids, [1] * len(ids)) for ids in blocks(exposition, tokenizer, p.block_size)]
+    print(f"[pretrain] {policy.num_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}, "
           f"{len(data) * p.block_size / 1e6:.2f}M tokens in {len(data)} blocks")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=(0.9, 0.95))
-    schedule = get_cosine_schedule_with_warmup(optimizer, p.warmup_steps, p.steps)
-    rng = random.Random(seed)
-    bar = tqdm(range(1, p.steps + 1), desc="pretrain", unit="step", dynamic_ncols=True)
-    for step in bar:
-        batch = [Sequence(ids, [1] * len(ids)) for ids in rng.sample(data, min(p.batch_size, len(data)))]
-        loss = lm_step(model, optimizer, batch, tokenizer.pad_token_id, p.token_budget, p.grad_clip)
-        schedule.step()
-        bar.set_postfix(loss=f"{loss:.3f}")
-        if step % p.log_every == 0 or step == p.steps:
-            tracker.log("pretrain", step, {"loss": loss, "lr": schedule.get_last_lr()[0]})
+    train_lm("pretrain", p, model, tokenizer, data, tracker, seed, steps_dir, resume_from)
     return model, tokenizer

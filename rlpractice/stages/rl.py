@@ -13,7 +13,9 @@ import copy
 import json
 import resource
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +94,12 @@ def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, pr
 
 
 def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo: DictConfig, pad_id: int,
-                  max_tokens: int, ref_model=None) -> dict:
+                  max_tokens: int, ref_model=None, off_policy: bool = False) -> dict:
     """`algo.num_iterations` passes over the samples; each pass takes `algo.minibatches` optimiser steps,
     each on a slice of the groups. The ratio is taken against the sampling policy's log-probs
-    (recomputed by the learner before the first update when there is more than one update).
+    (recomputed by the learner before the first update when there is more than one update). With
+    `off_policy` (samples drawn by an older policy, rl.max_staleness > 0) the ratio is taken against the
+    log-probs the vLLM engine reported for the tokens it sampled: the importance correction for staleness.
     `ref_model` (only when algo.kl_coef > 0) is the frozen reference for the KL penalty."""
     parts = [part.tolist() for part in np.array_split(np.arange(len(groups)), algo.minibatches) if len(part)]
     # A zero-advantage sample adds nothing to the policy-gradient term; unless a KL or entropy term
@@ -112,8 +116,11 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
         for part in parts
     ]
     several_updates = algo.num_iterations * len(parts) > 1
-    olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget) if several_updates and seqs else None
-            for seqs in part_seqs]
+    if off_policy:
+        olds = [behaviour_logprobs(seqs) for seqs in part_seqs]
+    else:
+        olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget) if several_updates and seqs else None
+                for seqs in part_seqs]
     refs = [sequence_logprobs(ref_model, seqs, pad_id, algo.token_budget) if ref_model is not None and seqs
             else None for seqs in part_seqs]
     steps: list[dict] = []
@@ -134,6 +141,12 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
     out["optimizer_steps"] = len(steps)
     out["learned_sequences"] = sum(len(seqs) for seqs in part_seqs)
     return out
+
+
+def behaviour_logprobs(seqs: list[Sequence]) -> list[torch.Tensor]:
+    """The sampling engine's log-probs laid out like `sequence_logprobs` (position t predicts token t+1;
+    prompt positions are masked out of the loss, so 0 there)."""
+    return [torch.tensor([0.0] * (len(s.ids) - 1 - len(s.sampler_logps)) + list(s.sampler_logps)) for s in seqs]
 
 
 def rft_update(model, optimizer, groups: list[dict], algo: DictConfig, pad_id: int) -> dict:
@@ -173,74 +186,132 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
         tracker.log_once("rl", state["step"], state["metrics"])  # in case the run died before logging it
         tracker.log("resume", state["step"], {"from": str(resume_from)})
         print(f"[rl] resuming after step {state['step']} from {resume_from}")
-    sync_dir = run_dir / "policy_sync"
-    rollouts_path = run_dir / "rollouts.jsonl"
     started, done = time.time(), first - 1
+    budget_spent = lambda: bool(rl.time_budget_s and time.time() - started >= rl.time_budget_s)  # noqa: E731
     bar = tqdm(range(first, rl.steps + 1), desc="rl", unit="step", dynamic_ncols=True, initial=first - 1,
                total=rl.steps)
-    for step in bar:
-        t0 = time.time()
-        problems, groups, grade_s, filtered = sample_batch(samplers, pool, order, rl.prompts_per_step,
-                                                          rl.samples_per_prompt, algo)
-        t_sampled = time.time()
-
-        rewards = torch.tensor([[s.reward for s in g["samples"]] for g in groups], dtype=torch.float32)
-        failures = sum(is_failure(s.reason) for g in groups for s in g["samples"])
-        if failures == rewards.numel():
-            raise UserError(f"the verifier failed on every answer of step {step} "
-                               f"(first reason: {groups[0]['samples'][0].reason}); stopping instead of "
-                               "training on garbage")
-        if algo.name == "rft":
-            learn = rft_update(model, optimizer, groups, algo, tokenizer.pad_token_id)
-        else:
-            adv = advantages(rewards, algo.advantage, algo.scale_by_std)
-            learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
-                                  cfg.sampler.max_new_tokens, ref_model)
-        t_learned = time.time()
-        model.save_pretrained(sync_dir, safe_serialization=True)
-        samplers.sync_weights(sync_dir)
-        t_end = time.time()
-
-        lengths = [len(s.ids) for g in groups for s in g["samples"]]
-        metrics = {
-            "pass_rate": rewards.ge(1.0).float().mean().item(),
-            "samples": rewards.numel(),
-            "reward": rewards.mean().item(),
-            "reward_std": rewards.std(dim=1, unbiased=False).mean().item(),
-            "frac_reward_zero_std": zero_variance_fraction(rewards),
-            "completions/mean_length": float(np.mean(lengths)),
-            "completions/clipped_ratio": float(np.mean([s.finish == "length" for g in groups for s in g["samples"]])),
-            "verifier/failures": failures,
-            "sampler/restarts": samplers.restarts,
-            "dynamic_sampling/filtered_fraction": filtered,
-            **learn,
-            "time/sample": t_sampled - t0 - grade_s,
-            "time/grade": grade_s,
-            "time/learn": t_learned - t_sampled,
-            "time/sync": t_end - t_learned,
-            "time/step": t_end - t0,
-            "memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # the trainer process
-        }
-        last = step == rl.steps or bool(rl.time_budget_s and time.time() - started >= rl.time_budget_s)
-        if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or last):
-            # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
-            save_rl_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
-                          {"order": order.state(), "metrics": metrics}, rl.keep_checkpoints)
-        metrics.update(level_pass_rates(problems, rewards))
-        metrics.update(verifier_metrics(groups))
-        if rl.curriculum:
-            metrics.update(curriculum_metrics(order))
-        tracker.log("rl", step, metrics)
-        _log_rollouts(rollouts_path, step, problems, groups, rl.rollouts_logged_per_step)
-        bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", loss=f"{learn.get('loss', 0.0):.4f}",
-                        s_step=f"{metrics['time/step']:.1f}")
-        done = step
-        if rl.time_budget_s and time.time() - started >= rl.time_budget_s:
-            print(f"[rl] time budget of {rl.time_budget_s}s reached after step {step}")
-            break
-        if rl.eval_every and (step % rl.eval_every == 0) and step != rl.steps:
-            evaluate_fn(step)
+    batches = Prefetcher(lambda: sample_job(samplers, pool, order, rl, algo), first, rl.steps, rl.max_staleness)
+    try:
+        for step in bar:
+            m = _rl_step(step, cfg, model, tokenizer, optimizer, ref_model, samplers, batches, tracker, run_dir,
+                         last=lambda s=step: s == rl.steps or budget_spent())
+            bar.set_postfix(pass_rate=f"{m['pass_rate']:.3f}", loss=f"{m.get('loss', 0.0):.4f}",
+                            s_step=f"{m['time/step']:.1f}")
+            done = step
+            if budget_spent():
+                print(f"[rl] time budget of {rl.time_budget_s}s reached after step {step}")
+                break
+            if rl.eval_every and (step % rl.eval_every == 0) and step != rl.steps:
+                batches.wait()  # the evaluation uses the samplers and graders too
+                evaluate_fn(step)
+    finally:
+        batches.close()
     return done
+
+
+class Prefetcher:
+    """The batches of steps first..last, sampled and graded by `job` on a background thread.
+
+    max_staleness 0: each batch is started when its step begins (synchronous). 1: the batch of step t+1
+    is started as soon as step t has its own, so the engines generate it (with the weights they hold,
+    one update old) while the learner trains on step t; Ray queues the weight sync behind that
+    generation. Jobs run one at a time, in order, so a batch's data position is well defined.
+    """
+
+    def __init__(self, job: Callable[[], dict], first: int, last: int, max_staleness: int):
+        self.job, self.next, self.last, self.ahead = job, first, last, max_staleness
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rl-sampling")
+        self.pending: deque[Future] = deque()
+
+    def _fill(self, n: int) -> None:
+        while len(self.pending) < n and self.next <= self.last:
+            self.pending.append(self.pool.submit(self.job))
+            self.next += 1
+
+    def get(self) -> dict:
+        """This step's batch (waiting for it if needed); starts the next ones per max_staleness."""
+        self._fill(1)
+        batch = self.pending.popleft().result()
+        self._fill(self.ahead)
+        return batch
+
+    def wait(self) -> None:
+        for f in list(self.pending):
+            f.exception()  # waits; a failure surfaces when that batch is taken
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def sample_job(samplers: Samplers, pool: GradingPool, order: PracticeOrder, rl: DictConfig, algo: DictConfig) -> dict:
+    """One step's batch, with the data position and curriculum view right after drawing it (what a
+    checkpoint of that step keeps: batches sampled ahead are drawn again after a resume)."""
+    t = time.time()
+    problems, groups, grade_s, filtered = sample_batch(samplers, pool, order, rl.prompts_per_step,
+                                                      rl.samples_per_prompt, algo)
+    return {"problems": problems, "groups": groups, "grade_s": grade_s, "filtered": filtered,
+            "sample_s": time.time() - t - grade_s, "order": order.state(),
+            "curriculum": curriculum_metrics(order) if rl.curriculum else {}}
+
+
+def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model, samplers: Samplers,
+             batches: Prefetcher, tracker, run_dir: Path, last: Callable[[], bool]) -> dict:
+    """One RL step: take the sampled, graded batch; learn; sync the weights; checkpoint; log."""
+    rl, algo = cfg.rl, cfg.algo
+    t0 = time.time()
+    batch = batches.get()
+    problems, groups = batch["problems"], batch["groups"]
+    t_sampled = time.time()
+
+    rewards = torch.tensor([[s.reward for s in g["samples"]] for g in groups], dtype=torch.float32)
+    failures = sum(is_failure(s.reason) for g in groups for s in g["samples"])
+    if failures == rewards.numel():
+        raise UserError(f"the verifier failed on every answer of step {step} "
+                        f"(first reason: {groups[0]['samples'][0].reason}); stopping instead of "
+                        "training on garbage")
+    if algo.name == "rft":
+        learn = rft_update(model, optimizer, groups, algo, tokenizer.pad_token_id)
+    else:
+        adv = advantages(rewards, algo.advantage, algo.scale_by_std)
+        learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
+                              cfg.sampler.max_new_tokens, ref_model, off_policy=rl.max_staleness > 0)
+    t_learned = time.time()
+    sync_dir = run_dir / "policy_sync"
+    model.save_pretrained(sync_dir, safe_serialization=True)
+    samplers.sync_weights(sync_dir)  # with sampling ahead, Ray runs it after the generation under way
+    t_end = time.time()
+
+    lengths = [len(s.ids) for g in groups for s in g["samples"]]
+    metrics = {
+        "pass_rate": rewards.ge(1.0).float().mean().item(),
+        "samples": rewards.numel(),
+        "reward": rewards.mean().item(),
+        "reward_std": rewards.std(dim=1, unbiased=False).mean().item(),
+        "frac_reward_zero_std": zero_variance_fraction(rewards),
+        "completions/mean_length": float(np.mean(lengths)),
+        "completions/clipped_ratio": float(np.mean([s.finish == "length" for g in groups for s in g["samples"]])),
+        "verifier/failures": failures,
+        "sampler/restarts": samplers.restarts,
+        "dynamic_sampling/filtered_fraction": batch["filtered"],
+        **learn,
+        "time/sample": batch["sample_s"],  # generation (on the sampling thread when overlapped)
+        "time/grade": batch["grade_s"],
+        "time/wait": t_sampled - t0,  # how long the learner waited for this batch
+        "time/learn": t_learned - t_sampled,
+        "time/sync": t_end - t_learned,
+        "time/step": t_end - t0,
+        "memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # the trainer process
+    }
+    if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or last()):
+        # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
+        save_rl_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
+                      {"order": batch["order"], "metrics": metrics}, rl.keep_checkpoints)
+    metrics.update(level_pass_rates(problems, rewards))
+    metrics.update(verifier_metrics(groups))
+    metrics.update(batch["curriculum"])
+    tracker.log("rl", step, metrics)
+    _log_rollouts(run_dir / "rollouts.jsonl", step, problems, groups, rl.rollouts_logged_per_step)
+    return metrics
 
 
 def level_pass_rates(problems: list[Problem], rewards: torch.Tensor) -> dict:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
+from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
-from rlpractice.learner import Sequence, lm_step
+from rlpractice import model as policy
+from rlpractice.learner import Sequence
+from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.textbook.problems import Problem
 
 
@@ -20,18 +19,12 @@ def worked_sequence(problem: Problem, tokenizer) -> Sequence:
     return Sequence(prompt + solution, [0] * len(prompt) + [1] * len(solution))
 
 
-def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, seed: int):
-    s = cfg.sft
+def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, seed: int,
+            steps_dir: Path | None = None):
+    """Returns the trained model: `model`, or on resume the one loaded from the stage's last checkpoint."""
+    resume_from = resume_point(cfg, steps_dir)
+    if resume_from is not None:
+        model = policy.load(resume_from)[0].to(model.device)
     data = [worked_sequence(p, tokenizer) for p in worked]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95))
-    schedule = get_cosine_schedule_with_warmup(optimizer, s.warmup_steps, s.steps)
-    rng = random.Random(seed)
-    bar = tqdm(range(1, s.steps + 1), desc="sft", unit="step", dynamic_ncols=True)
-    for step in bar:
-        batch = rng.sample(data, min(s.batch_size, len(data)))
-        loss = lm_step(model, optimizer, batch, tokenizer.pad_token_id, s.token_budget, s.grad_clip)
-        schedule.step()
-        bar.set_postfix(loss=f"{loss:.3f}")
-        if step % s.log_every == 0 or step == s.steps:
-            tracker.log("sft", step, {"loss": loss, "lr": schedule.get_last_lr()[0]})
+    train_lm("sft", cfg.sft, model, tokenizer, data, tracker, seed, steps_dir, resume_from)
     return model

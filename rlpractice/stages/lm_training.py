@@ -1,0 +1,56 @@
+"""The loop pretraining and SFT share: draw a batch, take one next-token step, log, checkpoint now and then.
+
+A stage stopped part-way continues, with resume=true, from its last checkpoint (checkpoint.py): same weights,
+optimizer, LR schedule, RNG and data position, so it runs exactly the steps it would have run.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from rlpractice.checkpoint import latest_state, load_state, save_state
+from rlpractice.learner import Sequence, lm_step
+
+
+def resume_point(cfg: DictConfig, steps_dir: Path | None) -> Path | None:
+    """The stage's newest checkpoint when resuming (the model and tokenizer load from it), else None."""
+    return latest_state(steps_dir) if cfg.resume and steps_dir is not None else None
+
+
+def train_lm(stage: str, s: DictConfig, model, tokenizer, data: list[Sequence], tracker, seed: int,
+             steps_dir: Path | None, resume_from: Path | None) -> None:
+    """Steps 1..s.steps on `data` (or from the step after `resume_from`, whose weights `model` already holds)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95))
+    schedule = get_cosine_schedule_with_warmup(optimizer, s.warmup_steps, s.steps)
+    rng = random.Random(seed)  # draws the batches: its state is the data position
+    first, log = 1, tracker.log
+    if resume_from is not None:
+        state = load_state(resume_from, optimizer, schedule, rng)
+        first = state["step"] + 1
+        if state["metrics"]:  # in case the run died between checkpointing and logging this step
+            tracker.log_once(stage, state["step"], state["metrics"])
+        # steps after the checkpoint may have been logged before the stop: they are redone, not logged twice
+        log = tracker.log_once
+        tracker.log("resume", state["step"], {"from": str(resume_from)})
+        print(f"[{stage}] resuming after step {state['step']} from {resume_from}")
+    bar = tqdm(range(first, s.steps + 1), desc=stage, unit="step", dynamic_ncols=True, initial=first - 1,
+               total=s.steps)
+    for step in bar:
+        batch = rng.sample(data, min(s.batch_size, len(data)))
+        loss = lm_step(model, optimizer, batch, tokenizer.pad_token_id, s.token_budget, s.grad_clip)
+        schedule.step()
+        bar.set_postfix(loss=f"{loss:.3f}")
+        logged = step % s.log_every == 0 or step == s.steps
+        metrics = {"loss": loss, "lr": schedule.get_last_lr()[0]} if logged else None
+        # not after the last step: the pipeline writes the stage's final checkpoint right away
+        if steps_dir is not None and s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
+            save_state(steps_dir, step, model, tokenizer, optimizer, {"metrics": metrics}, s.keep_checkpoints,
+                       schedule, rng)
+        if metrics:
+            log(stage, step, metrics)

@@ -1,0 +1,93 @@
+"""Pretraining and SFT stopped part-way, then resumed, end bitwise where an uninterrupted run ends, and log
+each step once. A stop is an exception from inside a training step: what a kill leaves behind, in one process."""
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from rlpractice import model as policy
+from rlpractice.checkpoint import complete_checkpoints
+from rlpractice.stages import lm_training, pretrain
+from rlpractice.stages.pretrain import run_pretrain
+from rlpractice.stages.sft import run_sft
+from rlpractice.textbook.math_textbook import build_textbook
+from rlpractice.tokenizer import train_tokenizer
+from rlpractice.tracking import Tracker, read_metrics
+from tests.conftest import ROOT
+
+BOOK = build_textbook(0, 200, 50, 10, 4)
+STEPS, EVERY = 12, 4  # checkpoints after steps 4 and 8; the stop comes inside step 7, after step 6 was logged
+
+
+class Stop(Exception):
+    pass
+
+
+def config(*overrides: str):
+    tiny = ["model.hidden_size=64", "model.num_heads=2", "model.num_layers=2", "model.intermediate_size=128",
+            "model.vocab_size=300", "learner.device=cpu", "pretrain.block_size=32"]
+    for stage in ("pretrain", "sft"):
+        tiny += [f"{stage}.steps={STEPS}", f"{stage}.batch_size=4", f"{stage}.log_every=2",
+                 f"{stage}.checkpoint_every={EVERY}", f"{stage}.warmup_steps=2"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=["+experiment=math", *tiny, *overrides])
+
+
+@contextmanager
+def tracking(cfg, run_dir: Path):
+    """The real tracker (W&B offline), finished at the end as the process would be."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(cfg, run_dir)
+    try:
+        yield tracker
+    finally:
+        tracker.finish({})
+
+
+def train(stage: str, cfg, run_dir: Path):
+    """The stage as the pipeline runs it; SFT starts from the same fresh model every time."""
+    with tracking(cfg, run_dir) as tracker:
+        if stage == "pretrain":
+            return run_pretrain(cfg, BOOK.exposition, tracker, 0, run_dir / "steps")[0]
+        tok = train_tokenizer(BOOK.exposition, 300)
+        base = policy.new_model(tok, 64, 2, 2, 128, 256, seed=0)
+        return run_sft(cfg, base, tok, BOOK.worked, tracker, 0, run_dir / "steps")
+
+
+def rows(run_dir: Path, stage: str) -> list[tuple]:
+    return [(r["step"], r["loss"], r["lr"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == stage]
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft"])
+def test_stopped_and_resumed_stage_ends_bitwise_like_a_straight_run(stage, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    straight = train(stage, config(), tmp_path / "straight")
+    assert [p.name for p in complete_checkpoints(tmp_path / "straight" / "steps")] == ["step_000004", "step_000008"]
+
+    run_dir = tmp_path / "stopped"
+    real_step, calls = lm_training.lm_step, []
+
+    def step_then_stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise Stop
+        return real_step(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(lm_training, "lm_step", step_then_stop)
+        with pytest.raises(Stop):
+            train(stage, config(), run_dir)
+    assert [r[0] for r in rows(run_dir, stage)] == [2, 4, 6]
+
+    # the resumed run reads its tokenizer from the checkpoint: a retrained one could number tokens differently
+    monkeypatch.setattr(pretrain, "train_tokenizer", lambda *a: pytest.fail("tokenizer retrained on resume"))
+    resumed = train(stage, config("resume=true"), run_dir)
+
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert rows(run_dir, stage) == rows(tmp_path / "straight", stage)  # steps 2..12, each once, same values
+    resumes = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "resume"]
+    assert [r["step"] for r in resumes] == [4]
