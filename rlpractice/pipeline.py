@@ -60,11 +60,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if (run_dir / "metrics.jsonl").exists() and not cfg.resume:
         raise UserError(f"{run_dir} already holds a run (metrics.jsonl); add resume=true to continue it, "
                                 "or choose another hydra.run.dir. Nothing was changed.")
+    book = load_book(cfg)  # before anything is written: a bad dataset leaves no half-made run behind
     tracker = Tracker(cfg, run_dir)
     pool = None
     samplers = None
     try:
-        book = load_book(cfg)
         v = cfg.verifier  # several verifiers with weights, or the one named
         pool = GradingPool(dict(v.weights) if v.weights else v.name, v.dirs, cfg.verifier.num_workers,
                            cfg.verifier.timeout_s, cfg.verifier.memory_limit_mb)

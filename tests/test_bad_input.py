@@ -53,3 +53,28 @@ def test_cli_run_directory_that_cannot_be_created(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "is a file, not a directory" in result.stderr
     assert blocker.read_text() == "keep me"
+
+
+def test_cli_corrupt_dataset_line_names_file_and_line_and_writes_nothing(tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"question": "What is 1 + 1?", "answer": "#### 2"}\n{"question": "What is 2 + 2?", "answ\n')
+    run_dir = tmp_path / "run"
+    result = run_cli(["data=jsonl", f"data.path={data}", f"hydra.run.dir={run_dir}"], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {data}:2: not valid JSON") and "data.skip_bad=true" in last
+    assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "wandb").exists()
+
+
+def test_cli_empty_dataset(tmp_path):
+    data = tmp_path / "empty.jsonl"
+    data.write_text("\n")
+    result = run_cli(["data=jsonl", f"data.path={data}", f"hydra.run.dir={tmp_path / 'run'}"], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"data.path='{data}': no usable problems" in result.stderr.strip().splitlines()[-1]
+
+
+def test_cli_model_hf_without_a_path_says_which_key_to_add(tmp_path):
+    result = run_cli(["+experiment=math", "model=hf", f"hydra.run.dir={tmp_path / 'run'}"], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "config key model.path is required" in result.stderr.strip().splitlines()[-1]

@@ -65,6 +65,13 @@ class SamplerActor:
             for out in outputs
         ]
 
+    def close(self) -> None:
+        """Remove this node's copy of the shipped weights (object store sync)."""
+        if self.local_dir:
+            import shutil
+
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+
     def load_weights(self, weights: str | dict[str, bytes]) -> float:
         """Swap in new weights, without restarting the engine: from an HF safetensors directory, or from
         the files themselves (object store), written over this node's local copy first."""

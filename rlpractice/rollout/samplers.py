@@ -28,7 +28,8 @@ def start_ray(cluster: DictConfig) -> None:
     if cluster.address:
         ray.init(address=cluster.address, **kwargs)
     else:
-        ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_mb * 2**20, **kwargs)
+        ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_mb * 2**20,
+                 _temp_dir=cluster.temp_dir or None, **kwargs)
 
 
 MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not something to retry forever
@@ -141,6 +142,10 @@ class Samplers:
         return max(ray.get([a.load_weights.remote(weights) for a in self.actors]))
 
     def shutdown(self) -> None:
+        try:  # node-local weight copies (object store sync); a dead engine has none left to remove
+            ray.get([a.close.remote() for a in self.actors], timeout=30)
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            pass
         for a in self.actors:
             ray.kill(a)
         self.actors = []
