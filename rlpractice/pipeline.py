@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from transformers.utils import logging as hf_logging
 
 from rlpractice import model as policy
+from rlpractice.caches import use_cache_dir
 from rlpractice.checkpoint import latest_rl_state
 from rlpractice.config_checks import check, check_writable
 from rlpractice.errors import UserError
@@ -60,6 +61,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if (run_dir / "metrics.jsonl").exists() and not cfg.resume:
         raise UserError(f"{run_dir} already holds a run (metrics.jsonl); add resume=true to continue it, "
                                 "or choose another hydra.run.dir. Nothing was changed.")
+    use_cache_dir(cfg.cache_dir)
     book = load_book(cfg)  # before anything is written: a bad dataset leaves no half-made run behind
     tracker = Tracker(cfg, run_dir)
     pool = None

@@ -12,9 +12,10 @@ pytestmark = pytest.mark.slow
 
 def test_three_stages_end_to_end(tmp_path, tiny_args):
     run_dir = tmp_path / "run"
-    result = run_cli([*tiny_args, f"hydra.run.dir={run_dir}"])
+    result = run_cli([*tiny_args, f"hydra.run.dir={run_dir}", f"cache_dir={tmp_path / 'cache'}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"run directory: {run_dir}" in result.stdout
+    assert list((tmp_path / "cache" / "wandb").rglob("core-debug-*.log"))  # tool caches go to cache_dir
 
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("sft_pass_at_1", "rl_pass_at_1", "rl_steps", "samples_per_prompt", "wall_seconds"):

@@ -16,13 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from rlpractice.caches import CACHE_VARIABLES
 from rlpractice.rollout.sampler import SamplerActor
 
 
 def start_ray(cluster: DictConfig) -> None:
     if ray.is_initialized():
         return
-    env = {"VLLM_LOGGING_LEVEL": cluster.vllm_log_level, "TOKENIZERS_PARALLELISM": "false"}
+    env = {"VLLM_LOGGING_LEVEL": cluster.vllm_log_level, "TOKENIZERS_PARALLELISM": "false",
+           **{k: os.environ[k] for k in CACHE_VARIABLES if k in os.environ}}  # the engines' caches too
     kwargs = dict(include_dashboard=False, log_to_driver=cluster.log_to_driver,
                   runtime_env={"env_vars": env}, configure_logging=False)
     if cluster.address:
