@@ -25,8 +25,15 @@ import random
 from dataclasses import dataclass, replace
 
 from rlpractice.errors import UserError
-from rlpractice.textbook.math_textbook import is_heldout
-from rlpractice.textbook.problems import ANSWER_MARK, Problem, Textbook, format_prompt, format_solution
+from rlpractice.textbook.problems import (
+    ANSWER_MARK,
+    Problem,
+    Textbook,
+    book_text,
+    distinct_problems,
+    format_solution,
+    is_heldout,
+)
 
 LEVELS = (1, 2, 3)
 MAX_NUMBER = 20  # the given numbers are 1..MAX_NUMBER ...
@@ -130,20 +137,7 @@ def make_problem(r: random.Random, level: int) -> Problem:
 
 def generate(seed: int, count: int, heldout: bool, levels: tuple[int, ...] = LEVELS) -> list[Problem]:
     """`count` distinct problems, spread evenly over `levels`, all in (or all out of) the held-out bucket."""
-    r = random.Random(seed)
-    out: list[Problem] = []
-    seen: set[str] = set()
-    attempts = 0
-    while len(out) < count:
-        attempts += 1
-        if attempts > 200 * count + 10_000:
-            raise RuntimeError(f"the countdown generator ran out of distinct problems after {len(out)}")
-        p = make_problem(r, levels[len(out) % len(levels)])
-        if p.question in seen or is_heldout(p.question) != heldout:
-            continue
-        seen.add(p.question)
-        out.append(p)
-    return out
+    return distinct_problems(make_problem, seed, count, heldout, tuple(levels))
 
 
 # ---------------------------------------------------------------- exposition (pretraining text)
@@ -203,11 +197,7 @@ def _exposition_paragraph(r: random.Random) -> str:
 
 def exposition(seed: int, paragraphs: int, worked: list[Problem]) -> list[str]:
     """Explanations and facts, plus the worked examples printed as a book prints them."""
-    r = random.Random(seed)
-    texts = [_exposition_paragraph(r) for _ in range(paragraphs)]
-    texts += [format_prompt(p.question) + p.solution for p in worked]
-    r.shuffle(texts)
-    return texts
+    return book_text(_exposition_paragraph, seed, paragraphs, worked)
 
 
 def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Problem]:

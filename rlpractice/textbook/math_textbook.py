@@ -23,27 +23,26 @@ leak an evaluation question into training: generators for the training parts rej
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import replace
 from fractions import Fraction
 from math import gcd
 
-from rlpractice.textbook.problems import Problem, Textbook, format_prompt, format_solution
+from rlpractice.textbook.problems import (  # noqa: F401 - is_heldout: also imported from here
+    Problem,
+    Textbook,
+    book_text,
+    distinct_problems,
+    format_prompt,
+    format_solution,
+    is_heldout,
+)
 
 NAMES = ["Xiao Ming", "Xiao Hong", "Li Lei", "Han Meimei", "Anna", "Tom", "Wang Fang", "Sara"]
 ITEMS = ["apples", "oranges", "pencils", "books", "pears", "stickers", "eggs", "cards"]
 CONTAINERS = ["bags", "boxes", "baskets", "packs"]
 WHOLES = ["cake", "pizza", "rope", "bottle of juice", "chocolate bar"]
 LEVELS = (1, 2, 3, 4)
-HELDOUT_BUCKETS = 8  # one question in 8 (by text hash) is reserved for evaluation
-
-
-def is_heldout(question: str) -> bool:
-    digest = hashlib.sha256(question.encode()).digest()
-    return digest[0] % HELDOUT_BUCKETS == 0
-
-
 def fraction_text(x: Fraction) -> str:
     return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
@@ -167,20 +166,7 @@ def make_problem(r: random.Random, level: int) -> Problem:
 
 def generate(seed: int, count: int, heldout: bool, levels: tuple[int, ...] = LEVELS) -> list[Problem]:
     """`count` distinct problems, spread evenly over `levels`, all in (or all out of) the held-out bucket."""
-    r = random.Random(seed)
-    out: list[Problem] = []
-    seen: set[str] = set()
-    attempts = 0
-    while len(out) < count:
-        attempts += 1
-        if attempts > 200 * count + 10_000:
-            raise RuntimeError(f"the textbook generator ran out of distinct problems after {len(out)}")
-        p = make_problem(r, levels[len(out) % len(levels)])
-        if p.question in seen or is_heldout(p.question) != heldout:
-            continue
-        seen.add(p.question)
-        out.append(p)
-    return out
+    return distinct_problems(make_problem, seed, count, heldout, tuple(levels))
 
 
 # ---------------------------------------------------------------- exposition (pretraining text)
@@ -228,11 +214,7 @@ def _exposition_paragraph(r: random.Random) -> str:
 
 def exposition(seed: int, paragraphs: int, worked: list[Problem]) -> list[str]:
     """Explanations and facts, plus the worked examples printed as a book prints them."""
-    r = random.Random(seed)
-    texts = [_exposition_paragraph(r) for _ in range(paragraphs)]
-    texts += [format_prompt(p.question) + p.solution for p in worked]
-    r.shuffle(texts)
-    return texts
+    return book_text(_exposition_paragraph, seed, paragraphs, worked)
 
 
 def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Problem]:

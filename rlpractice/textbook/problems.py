@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # The model sees "Question: ...\nSolution:" and writes the steps, then "Answer: <final answer>".
@@ -40,3 +43,42 @@ def format_prompt(question: str) -> str:
 def format_solution(steps: list[str], answer: str) -> str:
     """The completion the model should learn to write (leading space: it follows 'Solution:')."""
     return " " + " ".join(steps + [f"{ANSWER_MARK} {answer}"])
+
+
+HELDOUT_BUCKETS = 8  # one question in 8 (by text hash) is reserved for evaluation
+
+
+def is_heldout(question: str) -> bool:
+    """Held-out questions are chosen by a hash of their text, so no seed or size can leak one into training."""
+    return hashlib.sha256(question.encode()).digest()[0] % HELDOUT_BUCKETS == 0
+
+
+def distinct_problems(make_problem: Callable[[random.Random, int], Problem], seed: int, count: int, heldout: bool,
+                      levels: tuple[int, ...]) -> list[Problem]:
+    """`count` distinct problems from a generator, spread evenly over `levels`, all in (or all out of) the
+    held-out bucket."""
+    r = random.Random(seed)
+    out: list[Problem] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(out) < count:
+        attempts += 1
+        if attempts > 200 * count + 10_000:
+            raise RuntimeError(f"the problem generator ran out of distinct problems after {len(out)}")
+        p = make_problem(r, levels[len(out) % len(levels)])
+        if p.question in seen or is_heldout(p.question) != heldout:
+            continue
+        seen.add(p.question)
+        out.append(p)
+    return out
+
+
+def book_text(paragraph: Callable[[random.Random], str], seed: int, paragraphs: int,
+              worked: list[Problem]) -> list[str]:
+    """The exposition: `paragraphs` explanations and facts, plus the worked examples printed as a book
+    prints them, shuffled together."""
+    r = random.Random(seed)
+    texts = [paragraph(r) for _ in range(paragraphs)]
+    texts += [format_prompt(p.question) + p.solution for p in worked]
+    r.shuffle(texts)
+    return texts
