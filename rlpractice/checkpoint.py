@@ -69,7 +69,3 @@ def load_state(path: Path, optimizer, scheduler=None, data_rng: random.Random | 
     torch.set_rng_state(trainer["torch_rng"])
     random.setstate(trainer["python_rng"])
     return json.loads((path / "state.json").read_text())
-
-
-# The names the RL stage (rl.py) and the pipeline were written against.
-save_rl_state, latest_rl_state, load_rl_state = save_state, latest_state, load_state

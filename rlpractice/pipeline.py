@@ -18,7 +18,7 @@ from transformers.utils import logging as hf_logging
 
 from rlpractice import model as policy
 from rlpractice.caches import use_cache_dir
-from rlpractice.checkpoint import latest_rl_state
+from rlpractice.checkpoint import latest_state
 from rlpractice.config_checks import check, check_writable
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
@@ -78,7 +78,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
         # On resume, start from the furthest finished point: an RL step, else SFT, else pretraining; a stage
         # stopped part-way continues from its own step checkpoints (run_pretrain, run_sft).
-        rl_state = latest_rl_state(ckpt / "rl_steps") if cfg.resume else None
+        rl_state = latest_state(ckpt / "rl_steps") if cfg.resume else None
         done = next((d for d in ([rl_state] if rl_state else []) + [ckpt / "sft", ckpt / "pretrain"]
                      if cfg.resume and (d / "config.json").is_file()), None)
         if done is not None:

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from rlpractice.checkpoint import complete_checkpoints, latest_rl_state, load_rl_state, save_rl_state
+from rlpractice.checkpoint import complete_checkpoints, latest_state, load_state, save_state
 from rlpractice.model import load, new_model
 from rlpractice.stages.practice import PracticeOrder
 from rlpractice.textbook.problems import Problem
@@ -35,13 +35,13 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path):
     opt.step()
     root = tmp_path / "rl_steps"
     torch.manual_seed(7)
-    path = save_rl_state(root, 3, model, tok, opt, {"order": {"x": 1}, "metrics": {"pass_rate": 0.5}}, keep=2)
+    path = save_state(root, 3, model, tok, opt, {"order": {"x": 1}, "metrics": {"pass_rate": 0.5}}, keep=2)
     expected_draw = torch.rand(3)
 
     restored, _ = load(path)
     opt2 = torch.optim.AdamW(restored.parameters(), lr=1e-3)
     torch.manual_seed(0)
-    state = load_rl_state(path, opt2)
+    state = load_state(path, opt2)
     assert state == {"step": 3, "order": {"x": 1}, "metrics": {"pass_rate": 0.5}}
     assert torch.equal(torch.rand(3), expected_draw)
     for a, b in zip(model.parameters(), restored.parameters(), strict=True):
@@ -55,11 +55,11 @@ def test_retention_and_unfinished_checkpoints_are_ignored(tmp_path):
     opt = torch.optim.AdamW(model.parameters())
     root = tmp_path / "rl_steps"
     for step in (1, 2, 3, 4):
-        save_rl_state(root, step, model, tok, opt, {}, keep=2)
+        save_state(root, step, model, tok, opt, {}, keep=2)
     assert [p.name for p in complete_checkpoints(root)] == ["step_000003", "step_000004"]
     (root / "step_000009.tmp").mkdir()  # a crash while writing step 9 leaves only this
     (root / "step_000010").mkdir()  # not complete: no state.json
-    assert latest_rl_state(root).name == "step_000004"
+    assert latest_state(root).name == "step_000004"
 
 
 def test_curriculum_prefers_problems_neither_solved_nor_hopeless():

@@ -13,14 +13,7 @@ import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection, wait
 
-from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier
-
-FAILURE_PREFIXES = ("error:", "timeout", "crash")
-
-
-def is_failure(reason: str) -> bool:
-    """True when the verifier itself failed (as opposed to judging the answer wrong)."""
-    return reason.startswith(FAILURE_PREFIXES)
+from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier, is_failure  # noqa: F401 - re-exported
 
 
 def _call(fn, completion: str, answer: str, columns: dict) -> Grade | None:

@@ -65,6 +65,14 @@ def as_grade(result) -> Grade | None:
     raise TypeError(f"a verifier must return Grade, bool or float, not {type(result).__name__}")
 
 
+FAILURE_PREFIXES = ("error:", "timeout", "crash")
+
+
+def is_failure(reason: str) -> bool:
+    """True when the verifier itself failed (as opposed to judging the answer wrong)."""
+    return reason.startswith(FAILURE_PREFIXES)
+
+
 def combine(grades: dict[str, Grade | None], weights: dict[str, float]) -> Grade:
     """The weighted sum of several verifiers' rewards, with every reason; a verifier that returned None
     (not applicable) is left out. One verifier alone: its own grade, unchanged."""
@@ -74,7 +82,7 @@ def combine(grades: dict[str, Grade | None], weights: dict[str, float]) -> Grade
     applied = {n: g for n, g in grades.items() if g is not None}
     reward = sum(weights[n] * g.reward for n, g in applied.items())
     reason = "; ".join(f"{n}: {g.reason if g is not None else 'not applicable'}" for n, g in grades.items())
-    if applied and all(g.reason.startswith(("error:", "timeout", "crash")) for g in applied.values()):
+    if applied and all(is_failure(g.reason) for g in applied.values()):
         reason = "error: every verifier failed; " + reason  # counted as a verifier failure (pool.is_failure)
     return Grade(reward, reason, {n: g.reward for n, g in applied.items()})
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages, zero_variance_fraction
-from rlpractice.checkpoint import load_rl_state, save_rl_state
+from rlpractice.checkpoint import load_state, save_state
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool, is_failure
 from rlpractice.learner import Sequence, lm_step, policy_gradient_step, sequence_logprobs
@@ -180,7 +180,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
     ref_model = reference_model(model, run_dir) if algo.name != "rft" and algo.kl_coef > 0 else None
     first = 1
     if resume_from is not None:
-        state = load_rl_state(resume_from, optimizer)
+        state = load_state(resume_from, optimizer)
         order.restore(state["order"])
         first = state["step"] + 1
         tracker.log_once("rl", state["step"], state["metrics"])  # in case the run died before logging it
@@ -304,7 +304,7 @@ def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model,
     }
     if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or last()):
         # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
-        save_rl_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
+        save_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
                       {"order": batch["order"], "metrics": metrics}, rl.keep_checkpoints)
     metrics.update(level_pass_rates(problems, rewards))
     metrics.update(verifier_metrics(groups))
