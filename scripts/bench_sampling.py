@@ -1,21 +1,25 @@
-"""Sampling throughput, same tiny model, prompts and settings, three ways:
+"""Sampling throughput, same model, prompts and settings, three ways:
 
   (a) raw vLLM `LLM.generate` in this process (the limit)
   (b) rlpractice's Ray sampler actors (`Samplers.sample`: what RL uses)
   (c) HF transformers `generate` (what TRL uses without vLLM)
 
-    .venv/bin/python scripts/bench_sampling.py [checkpoint_dir]
+    .venv/bin/python scripts/bench_sampling.py [--checkpoint DIR] [--hidden 128 --layers 4 --heads 4]
 
-Without a checkpoint it builds the default model shape (random weights; throughput does not depend
-on what the weights say). Every completion is forced to the same length (`ignore_eos` / `min_new_tokens`),
-so all three generate exactly the same number of tokens. Writes runs/bench/sampling.json with ratios.
+Without a checkpoint it builds a model of the given shape (default: the default model's; random
+weights: throughput does not depend on what the weights say). HF `generate` runs in two layouts: one
+call per prompt with its N samples (`num_return_sequences`), and all prompts x N in one left-padded
+batch (TRL's layout: it generates the whole generation batch in one call); the faster one is the peer.
+Every completion is forced to the same length (`ignore_eos` / `min_new_tokens`), so all generate exactly
+the same number of tokens. Writes runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for
+another shape) with the ratios.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +31,7 @@ OUT = ROOT / "runs" / "bench"
 PROMPTS, N, TOKENS, REPEATS = 32, 32, 48, 3
 
 
-def setup(checkpoint: str | None):
+def setup(checkpoint: str | None, shape: argparse.Namespace):
     from rlpractice import model as policy
     from rlpractice.textbook.math_textbook import build_textbook
     from rlpractice.tokenizer import train_tokenizer
@@ -39,9 +43,9 @@ def setup(checkpoint: str | None):
     if checkpoint is None:
         m = cfg.model
         tokenizer = train_tokenizer(book.exposition, m.vocab_size)
-        model = policy.new_model(tokenizer, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size,
+        model = policy.new_model(tokenizer, shape.hidden, shape.layers, shape.heads, 4 * shape.hidden,
                                  m.max_seq_len, seed=0)
-        checkpoint = str(policy.save(model, tokenizer, OUT / "model"))
+        checkpoint = str(policy.save(model, tokenizer, OUT / f"model_h{shape.hidden}_l{shape.layers}"))
     return cfg, prompts, checkpoint
 
 
@@ -76,40 +80,58 @@ def ray_actors(cfg, prompts, checkpoint) -> float:
         samplers.shutdown()
 
 
-def hf_generate(prompts, checkpoint) -> float:
+def hf_generate(prompts, checkpoint) -> dict[str, float]:
     from rlpractice import model as policy
 
     model, tokenizer = policy.load(checkpoint)
     model.eval()
+    kw = dict(do_sample=True, temperature=1.0, max_new_tokens=TOKENS, min_new_tokens=TOKENS,
+              pad_token_id=tokenizer.pad_token_id)
     enc = [tokenizer(p, return_tensors="pt")["input_ids"] for p in prompts]
+    tokenizer.padding_side = "left"
+    batch = tokenizer([p for p in prompts for _ in range(N)], return_tensors="pt", padding=True)
 
-    def run():
+    def per_prompt():
         with torch.no_grad():
-            for ids in enc:  # one prompt at a time, its N samples as one batch (TRL's layout)
-                model.generate(ids, do_sample=True, temperature=1.0, max_new_tokens=TOKENS, min_new_tokens=TOKENS,
-                               num_return_sequences=N, pad_token_id=tokenizer.pad_token_id)
+            for ids in enc:
+                model.generate(ids, num_return_sequences=N, **kw)
 
-    return best_of(run)
+    def one_batch():
+        with torch.no_grad():
+            model.generate(**batch, **kw)
+
+    return {"hf_generate_per_prompt": best_of(per_prompt), "hf_generate_one_batch": best_of(one_batch)}
 
 
 def main() -> None:
-    cfg, prompts, checkpoint = setup(sys.argv[1] if len(sys.argv) > 1 else None)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", help="an HF checkpoint directory (default: a random model of --hidden ...)")
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    args = parser.parse_args()
+    cfg, prompts, checkpoint = setup(args.checkpoint, args)
     tokens = PROMPTS * N * TOKENS
     seconds = {"raw_vllm": raw_vllm(cfg, prompts, checkpoint)}
     gc.collect()  # the in-process engine is gone before the actors start
-    seconds |= {
-               "rlpractice_ray_actors": ray_actors(cfg, prompts, checkpoint),
-                "hf_generate": hf_generate(prompts, checkpoint)}
+    seconds["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint)
+    seconds |= hf_generate(prompts, checkpoint)
     rate = {k: tokens / v for k, v in seconds.items()}
+    hf_best = max(rate["hf_generate_per_prompt"], rate["hf_generate_one_batch"])
+    from rlpractice import model as policy
+
     result = {
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
-                  "checkpoint": checkpoint, "torch_threads": torch.get_num_threads()},
+                  "checkpoint": checkpoint, "params": policy.num_params(policy.load(checkpoint)[0]),
+                  "torch_threads": torch.get_num_threads()},
         "seconds": seconds, "tokens_per_second": rate,
         "ratio_actors_vs_raw_vllm": rate["rlpractice_ray_actors"] / rate["raw_vllm"],
-        "ratio_actors_vs_hf_generate": rate["rlpractice_ray_actors"] / rate["hf_generate"],
+        "ratio_actors_vs_hf_generate": rate["rlpractice_ray_actors"] / hf_best,
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "sampling.json").write_text(json.dumps(result, indent=2))
+    name = "sampling.json" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
+        f"sampling_h{args.hidden}_l{args.layers}.json"
+    (OUT / name).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
