@@ -66,6 +66,10 @@ def check(cfg: DictConfig) -> None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise UserError(f"config key verifier.weights.{name}={weight!r}: expected a number (the weight of "
                             f"verifier {name!r} in the reward)")
+    reserved = cfg.sampler.cpu_reserved_cores
+    if reserved is not None and (isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 0):
+        raise UserError(f"config key sampler.cpu_reserved_cores={reserved!r}: null (vLLM's default) or a whole "
+                        "number of cores >= 0")
     if cfg.sampler.temperature == 0 and max(cfg.rl.samples_per_prompt, cfg.eval.samples_per_problem) > 1:
         raise UserError("config key sampler.temperature=0 is greedy decoding: every sample of a group would be the "
                         "same (and vLLM refuses n > 1); use a temperature > 0 for RL and evaluation")

@@ -5,6 +5,7 @@
   (c) HF transformers `generate` (what TRL uses without vLLM)
 
     .venv/bin/python scripts/bench_sampling.py [--checkpoint DIR] [--hidden 128 --layers 4 --heads 4]
+                                               [--reserved-cpus N]
 
 Without a checkpoint it builds a model of the given shape (default: the default model's; random
 weights: throughput does not depend on what the weights say). HF `generate` runs in two layouts: one
@@ -12,7 +13,9 @@ call per prompt with its N samples (`num_return_sequences`), and all prompts x N
 batch (TRL's layout: it generates the whole generation batch in one call); the faster one is the peer.
 Every completion is forced to the same length (`ignore_eos` / `min_new_tokens`), so all generate exactly
 the same number of tokens. Writes runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for
-another shape) with the ratios.
+another shape; `_r<N>` with --reserved-cpus) with the ratios. --reserved-cpus sets the cores vLLM-CPU
+leaves to its scheduler (`sampler.cpu_reserved_cores`; by default one, so an engine computes on one core
+fewer than HF `generate` does).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import time
 from pathlib import Path
 
@@ -109,8 +113,13 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--reserved-cpus", type=int, help="cores vLLM-CPU leaves to its scheduler (default: vLLM's)")
     args = parser.parse_args()
+    reserved = args.reserved_cpus
+    if reserved is not None:
+        os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)  # the in-process engine's subprocess reads it
     cfg, prompts, checkpoint = setup(args.checkpoint, args)
+    cfg.sampler.cpu_reserved_cores = reserved  # the actors' engines
     tokens = PROMPTS * N * TOKENS
     seconds = {"raw_vllm": raw_vllm(cfg, prompts, checkpoint)}
     gc.collect()  # the in-process engine is gone before the actors start
@@ -123,15 +132,16 @@ def main() -> None:
     result = {
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
                   "checkpoint": checkpoint, "params": policy.num_params(policy.load(checkpoint)[0]),
-                  "torch_threads": torch.get_num_threads()},
+                  "torch_threads": torch.get_num_threads(), "vllm_cpu_reserved_cores": reserved},
         "seconds": seconds, "tokens_per_second": rate,
         "ratio_actors_vs_raw_vllm": rate["rlpractice_ray_actors"] / rate["raw_vllm"],
         "ratio_actors_vs_hf_generate": rate["rlpractice_ray_actors"] / hf_best,
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    name = "sampling.json" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
-        f"sampling_h{args.hidden}_l{args.layers}.json"
-    (OUT / name).write_text(json.dumps(result, indent=2))
+    name = "sampling" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
+        f"sampling_h{args.hidden}_l{args.layers}"
+    name += "" if reserved is None else f"_r{reserved}"
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -30,12 +30,15 @@ def hf_greedy(model, tokenizer, prompt: str, n: int) -> list[int]:
 def test_weight_sync_changes_what_the_engine_serves(tmp_path):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=math", "sampler.max_new_tokens=12",
-                                           "sampler.max_samples_per_request=8", "sampler.samples_per_call=16"])
+                                           "sampler.max_samples_per_request=8", "sampler.samples_per_call=16",
+                                           "sampler.cpu_reserved_cores=0"])
     tok = train_tokenizer([PROMPT + " 3 + 4 = 7. Answer: 7"] * 50, 300)
     model = policy.new_model(tok, 64, 2, 2, 128, 256, seed=0)
     policy.save(model, tok, tmp_path / "ckpt")
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
+        assert samplers.info[0]["cpu_reserved_cores"] == "0"  # the engine computes on every core
+
         def greedy() -> list[int]:
             [(_, chunk)] = list(samplers.sample([PROMPT], 1, temperature=0.0))
             ids = chunk["completions"][0][0]

@@ -38,7 +38,8 @@ class SamplerActor:
         self.startup_s = time.time() - start
 
     def ready(self) -> dict:
-        return {"startup_s": self.startup_s, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
+        return {"startup_s": self.startup_s, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "cpu_reserved_cores": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU")}  # None: vLLM's default
 
     def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
                  top_p: float, ignore_eos: bool = False) -> list[dict]:
