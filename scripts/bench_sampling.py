@@ -21,7 +21,6 @@ fewer than HF `generate` does).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import time
@@ -53,56 +52,72 @@ def setup(checkpoint: str | None, shape: argparse.Namespace):
     return cfg, prompts, checkpoint
 
 
-def best_of(fn) -> float:
-    """Seconds of the fastest of REPEATS runs (after one warm-up)."""
+def best_of(fn) -> tuple[float, int]:
+    """(seconds, tokens generated) of the fastest of REPEATS runs (after one warm-up); `fn` returns its
+    number of generated tokens (up to and including each completion's end-of-text)."""
     fn()
-    times = []
+    runs = []
     for _ in range(REPEATS):
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        tokens = fn()
+        runs.append((time.perf_counter() - start, tokens))
+    return min(runs)
 
 
-def raw_vllm(cfg, prompts, checkpoint) -> float:
+def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
     from omegaconf import OmegaConf
     from vllm import LLM, SamplingParams
 
     llm = LLM(model=checkpoint, seed=0, **OmegaConf.to_container(cfg.sampler.engine, resolve=True))
-    params = SamplingParams(n=N, temperature=1.0, max_tokens=TOKENS, ignore_eos=True, logprobs=0)
-    return best_of(lambda: llm.generate(prompts, params, use_tqdm=False))
+    params = SamplingParams(n=N, temperature=1.0, max_tokens=TOKENS, ignore_eos=ignore_eos, logprobs=0)
+
+    def run() -> int:
+        return sum(len(c.token_ids) for out in llm.generate(prompts, params, use_tqdm=False) for c in out.outputs)
+
+    try:
+        return best_of(run)
+    finally:  # its engine processes must not live on beside the actors' (they did with only gc.collect)
+        llm.llm_engine.engine_core.shutdown()
 
 
-def ray_actors(cfg, prompts, checkpoint) -> float:
+def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
     from rlpractice.rollout.samplers import Samplers
 
     cfg.sampler.max_new_tokens = TOKENS
     samplers = Samplers(checkpoint, cfg.sampler, cfg.cluster, seed=0)
     try:
-        return best_of(lambda: sum(1 for _ in samplers.sample(prompts, N, ignore_eos=True)))
+        return best_of(lambda: sum(len(c[0]) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos)
+                                   for c in chunk["completions"]))
     finally:
         samplers.shutdown()
 
 
-def hf_generate(prompts, checkpoint) -> dict[str, float]:
+def hf_generate(prompts, checkpoint, ignore_eos: bool) -> dict[str, tuple[float, int]]:
     from rlpractice import model as policy
 
     model, tokenizer = policy.load(checkpoint)
     model.eval()
-    kw = dict(do_sample=True, temperature=1.0, max_new_tokens=TOKENS, min_new_tokens=TOKENS,
+    kw = dict(do_sample=True, temperature=1.0, max_new_tokens=TOKENS, min_new_tokens=TOKENS if ignore_eos else 0,
               pad_token_id=tokenizer.pad_token_id)
+    eos = tokenizer.eos_token_id
+
+    def generated(out: torch.Tensor, prompt_len: int) -> int:
+        """Tokens up to and including each row's first end-of-text (what vLLM would have returned)."""
+        new = out[:, prompt_len:]
+        ended = (new == eos).int()
+        first = torch.where(ended.any(1), ended.argmax(1) + 1, torch.full_like(ended[:, 0], new.shape[1]))
+        return int(first.sum())
     enc = [tokenizer(p, return_tensors="pt")["input_ids"] for p in prompts]
     tokenizer.padding_side = "left"
     batch = tokenizer([p for p in prompts for _ in range(N)], return_tensors="pt", padding=True)
 
-    def per_prompt():
+    def per_prompt() -> int:
         with torch.no_grad():
-            for ids in enc:
-                model.generate(ids, num_return_sequences=N, **kw)
+            return sum(generated(model.generate(ids, num_return_sequences=N, **kw), ids.shape[1]) for ids in enc)
 
-    def one_batch():
+    def one_batch() -> int:
         with torch.no_grad():
-            model.generate(**batch, **kw)
+            return generated(model.generate(**batch, **kw), batch["input_ids"].shape[1])
 
     return {"hf_generate_per_prompt": best_of(per_prompt), "hf_generate_one_batch": best_of(one_batch)}
 
@@ -114,18 +129,21 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--reserved-cpus", type=int, help="cores vLLM-CPU leaves to its scheduler (default: vLLM's)")
+    parser.add_argument("--stop-at-eos", action="store_true",
+                        help="completions end at end-of-text as in RL (use a trained --checkpoint); tokens/s then "
+                             "counts the tokens each method returns")
     args = parser.parse_args()
     reserved = args.reserved_cpus
     if reserved is not None:
         os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)  # the in-process engine's subprocess reads it
     cfg, prompts, checkpoint = setup(args.checkpoint, args)
     cfg.sampler.cpu_reserved_cores = reserved  # the actors' engines
-    tokens = PROMPTS * N * TOKENS
-    seconds = {"raw_vllm": raw_vllm(cfg, prompts, checkpoint)}
-    gc.collect()  # the in-process engine is gone before the actors start
-    seconds["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint)
-    seconds |= hf_generate(prompts, checkpoint)
-    rate = {k: tokens / v for k, v in seconds.items()}
+    forced = not args.stop_at_eos
+    runs = {"raw_vllm": raw_vllm(cfg, prompts, checkpoint, forced),
+            "rlpractice_ray_actors": ray_actors(cfg, prompts, checkpoint, forced),
+            **hf_generate(prompts, checkpoint, forced)}
+    seconds = {k: v[0] for k, v in runs.items()}
+    rate = {k: tokens / secs for k, (secs, tokens) in runs.items()}
     hf_best = max(rate["hf_generate_per_prompt"], rate["hf_generate_one_batch"])
     from rlpractice import model as policy
 
@@ -133,14 +151,15 @@ def main() -> None:
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
                   "checkpoint": checkpoint, "params": policy.num_params(policy.load(checkpoint)[0]),
                   "torch_threads": torch.get_num_threads(), "vllm_cpu_reserved_cores": reserved},
-        "seconds": seconds, "tokens_per_second": rate,
+        "completions_end_at_eos": not forced, "seconds": seconds,
+        "tokens": {k: v[1] for k, v in runs.items()}, "tokens_per_second": rate,
         "ratio_actors_vs_raw_vllm": rate["rlpractice_ray_actors"] / rate["raw_vllm"],
         "ratio_actors_vs_hf_generate": rate["rlpractice_ray_actors"] / hf_best,
     }
     OUT.mkdir(parents=True, exist_ok=True)
     name = "sampling" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
         f"sampling_h{args.hidden}_l{args.layers}"
-    name += "" if reserved is None else f"_r{reserved}"
+    name += ("" if reserved is None else f"_r{reserved}") + ("" if forced else "_eos")
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
