@@ -1,5 +1,6 @@
 """Several Ray nodes (virtual, on this machine): sampler engines are spread over nodes, and one step's
-sampled and graded groups, before and after a weight sync, are the same as with all engines on one node.
+sampled and graded groups, before and after a weight sync and after an engine restart, are the same as with
+all engines on one node.
 
 The comparison samples greedily: vLLM's seeded sampling at temperature > 0 is not reproducible across two
 fresh engines even on one node (measured: the same completions come back shifted, as the scheduler's
@@ -26,9 +27,10 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def two_steps(cluster: Cluster, cfg, model_dir: Path, problems, pool) -> tuple[list[str], list, list]:
+def three_steps(cluster: Cluster, cfg, model_dir: Path, problems, pool) -> tuple[list[str], list, list]:
     """Attach to `cluster` as a user would (cluster.address); sample and grade a step's groups, sync new
-    weights to the engines, and do it again."""
+    weights to the engines, and do it again; kill an engine (it is restarted with the synced weights, from
+    the object store when weights travel that way) and do it once more."""
     ray.shutdown()
     ray.init(address=cluster.address, include_dashboard=False, configure_logging=False)
     samplers = Samplers(str(model_dir / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
@@ -37,6 +39,9 @@ def two_steps(cluster: Cluster, cfg, model_dir: Path, problems, pool) -> tuple[l
         groups, _ = collect_groups(samplers, pool, problems, n=1)  # greedy: one per prompt
         samplers.sync_weights(str(model_dir / "updated"))
         groups += collect_groups(samplers, pool, problems, n=1)[0]
+        ray.kill(samplers.actors[0])
+        groups += collect_groups(samplers, pool, problems, n=1)[0]
+        assert samplers.restarts == 1
     finally:
         samplers.shutdown()
         ray.shutdown()
@@ -66,7 +71,7 @@ def test_samplers_spread_over_nodes_and_give_the_same_step(tmp_path):
         try:
             # no shared disk assumed between nodes: the weights travel through Ray's object store
             cfg.sampler.weight_sync = "object_store"
-            nodes, texts, adv = two_steps(two_nodes, cfg, tmp_path, problems, pool)
+            nodes, texts, adv = three_steps(two_nodes, cfg, tmp_path, problems, pool)
         finally:
             two_nodes.shutdown()
         assert len(set(nodes)) == 2  # one engine per node
@@ -74,10 +79,11 @@ def test_samplers_spread_over_nodes_and_give_the_same_step(tmp_path):
         cfg.sampler.placement, cfg.sampler.weight_sync = "PACK", "filesystem"
         one_node = Cluster(initialize_head=True, head_node_args={**node_args, "num_cpus": 2})
         try:
-            nodes_1, texts_1, adv_1 = two_steps(one_node, cfg, tmp_path, problems, pool)
+            nodes_1, texts_1, adv_1 = three_steps(one_node, cfg, tmp_path, problems, pool)
         finally:
             one_node.shutdown()
         assert len(set(nodes_1)) == 1
     assert texts == texts_1 and adv == adv_1
     assert len({t for group in texts for t in group}) > 1  # the prompts got their own completions
-    assert texts[:8] != texts[8:]  # the synced weights are served
+    assert texts[:8] != texts[8:16]  # the synced weights are served
+    assert texts[8:16] == texts[16:]  # ... also by the restarted engine
