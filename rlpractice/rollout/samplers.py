@@ -69,11 +69,11 @@ class Samplers:
 
     def _start(self, i: int):
         strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
-        env = {} if self.sampler.cpu_reserved_cores is None else {
-            "VLLM_CPU_NUM_OF_RESERVED_CPU": str(self.sampler.cpu_reserved_cores)}  # merged with start_ray's
+        reserved = self.sampler.cpu_reserved_cores  # vLLM-CPU reads it from the environment
+        env = {} if reserved is None else {"runtime_env": {"env_vars": {"VLLM_CPU_NUM_OF_RESERVED_CPU": str(reserved)}}}
         return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler,
                                     num_gpus=self.sampler.num_gpus_per_sampler,
-                                    runtime_env={"env_vars": env}, scheduling_strategy=strategy).remote(
+                                    scheduling_strategy=strategy, **env).remote(
             self.base if self.sampler.weight_sync == "object_store" else self.weights_dir,
             self.engine_kwargs, self.seed + i, self.update)
 
