@@ -19,21 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from trainer_runs import ROOT, run_trainer  # scripts/ is on sys.path when a script runs
+
 OUT = ROOT / "runs" / "bench" / "step"
 
 
 def run(name: str, overrides: list[str]) -> Path:
-    run_dir = OUT / name
-    if not (run_dir / "summary.json").exists():  # re-running the script reuses finished runs
-        args = [sys.executable, "-m", "rlpractice", "+experiment=math", *overrides, f"hydra.run.dir={run_dir}"]
-        print(f"[bench_step] {name}: {' '.join(args[3:])}", flush=True)
-        subprocess.run(args, cwd=ROOT, check=True)
-    return run_dir
+    return run_trainer(OUT / name, overrides, "bench_step")
 
 
 def medians(run_dir: Path) -> dict:

@@ -40,7 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from trainer_runs import ROOT, run_trainer  # scripts/ is on sys.path when a script runs
+
 OUT = ROOT / "runs" / "bench" / "vs_trl"
 
 
@@ -52,12 +53,7 @@ def compose_cfg(overrides: list[str]):
 
 
 def run_rlpractice(name: str, overrides: list[str]) -> Path:
-    run_dir = OUT / name
-    if not (run_dir / "summary.json").exists():  # re-running the script reuses finished runs
-        args = [sys.executable, "-m", "rlpractice", "+experiment=math", *overrides, f"hydra.run.dir={run_dir}"]
-        print(f"[bench_vs_trl] {name}: {' '.join(args[3:])}", flush=True)
-        subprocess.run(args, cwd=ROOT, check=True)
-    return run_dir
+    return run_trainer(OUT / name, overrides, "bench_vs_trl")
 
 
 def rlpractice_curve(run_dir: Path) -> tuple[list[dict], list[dict]]:

@@ -13,28 +13,17 @@ machine: the budget is wall-clock.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from trainer_runs import ROOT, run_trainer  # scripts/ is on sys.path when a script runs
+
 OUT = ROOT / "runs" / "compare"
 ALGOS = ["grpo", "dr_grpo", "dapo", "rft"]
 BUDGET = ["rl.steps=10000", "rl.time_budget_s=300"]  # the wall budget decides; later overrides win
 
 
 def run(name: str, overrides: list[str]) -> dict:
-    run_dir = OUT / name
-    summary = run_dir / "summary.json"
-    if summary.exists():  # finished earlier: the script can be re-run after an interruption
-        return json.loads(summary.read_text())
-    args = [sys.executable, "-m", "rlpractice", "+experiment=math", *overrides, f"hydra.run.dir={run_dir}"]
-    print(f"[compare] {name}: {' '.join(args[3:])}", flush=True)
-    start = time.time()
-    subprocess.run(args, cwd=ROOT, check=True)
-    print(f"[compare] {name} done in {time.time() - start:.0f}s", flush=True)
-    return json.loads(summary.read_text())
+    return json.loads((run_trainer(OUT / name, overrides, "compare") / "summary.json").read_text())
 
 
 def main(extra: list[str]) -> None:
