@@ -16,9 +16,9 @@ from tests.conftest import ROOT, run_cli
     ("textbook.practice=0", "textbook.practice=0: must be >= 1"),  # an empty practice set
     ("textbook.answer_only=1.5", "textbook.answer_only=1.5"),
     ("model.path=/no/such/checkpoint", "model.path=/no/such/checkpoint: not an HF checkpoint"),
-    ("rl.samples_per_prompt=1000000000", "needs about"),
+    ("rl.samples_per_prompt=1000000000", "needs about"),  # a group far larger than memory allows
     ("sampler.cpu_reserved_cores=-1", "sampler.cpu_reserved_cores=-1: null"),
-    ("sampler.cpu_reserved_cores=some", "sampler.cpu_reserved_cores='some'"),  # a group far larger than memory allows
+    ("sampler.cpu_reserved_cores=some", "sampler.cpu_reserved_cores='some'"),
 ])
 def test_bad_values_name_their_key(override, message):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

@@ -8,8 +8,8 @@ from rlpractice.errors import UserError
 from rlpractice.grading.mathparse import extract_answer
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import Grade, get_verifier
-from rlpractice.textbook.countdown_textbook import build_textbook, generate, is_heldout
-from rlpractice.textbook.problems import format_solution
+from rlpractice.textbook.countdown_textbook import build_textbook, generate
+from rlpractice.textbook.problems import format_solution, is_heldout
 
 countdown = get_verifier("countdown").fn
 COLUMNS = {"numbers": [3, 5, 7], "target": 22}

@@ -1,7 +1,8 @@
 from fractions import Fraction
 
 from rlpractice.grading.mathparse import extract_answer, plain_number
-from rlpractice.textbook.math_textbook import build_textbook, generate, is_heldout
+from rlpractice.textbook.math_textbook import build_textbook, generate
+from rlpractice.textbook.problems import is_heldout
 
 
 def small_book(seed=0):

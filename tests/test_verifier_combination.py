@@ -2,8 +2,8 @@
 
 import pytest
 
-from rlpractice.grading.pool import GradingPool, is_failure
-from rlpractice.grading.registry import Grade, combine
+from rlpractice.grading.pool import GradingPool
+from rlpractice.grading.registry import Grade, combine, is_failure
 
 PLUGIN = '''
 import asyncio

@@ -18,8 +18,8 @@ from sympy.core.cache import clear_cache
 from sympy.parsing import sympy_parser
 
 from rlpractice.grading import mathparse
-from rlpractice.grading.pool import GradingPool, is_failure
-from rlpractice.grading.registry import get_verifier
+from rlpractice.grading.pool import GradingPool
+from rlpractice.grading.registry import get_verifier, is_failure
 
 ROWS = [json.loads(line) for line in (Path(__file__).parent / "verifier_corpus.jsonl").read_text().splitlines()]
 ADVERSARIAL = [r for r in ROWS if r["category"] == "adversarial"]

@@ -13,7 +13,7 @@ import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection, wait
 
-from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier, is_failure  # noqa: F401 - re-exported
+from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier
 
 
 def _call(fn, completion: str, answer: str, columns: dict) -> Grade | None:

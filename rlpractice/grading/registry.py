@@ -83,7 +83,7 @@ def combine(grades: dict[str, Grade | None], weights: dict[str, float]) -> Grade
     reward = sum(weights[n] * g.reward for n, g in applied.items())
     reason = "; ".join(f"{n}: {g.reason if g is not None else 'not applicable'}" for n, g in grades.items())
     if applied and all(is_failure(g.reason) for g in applied.values()):
-        reason = "error: every verifier failed; " + reason  # counted as a verifier failure (pool.is_failure)
+        reason = "error: every verifier failed; " + reason  # counted as a verifier failure (is_failure)
     return Grade(reward, reason, {n: g.reward for n, g in applied.items()})
 
 

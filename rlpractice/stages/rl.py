@@ -28,7 +28,8 @@ from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages, zero_variance_fraction
 from rlpractice.checkpoint import load_state, save_state
 from rlpractice.errors import UserError
-from rlpractice.grading.pool import GradingPool, is_failure
+from rlpractice.grading.pool import GradingPool
+from rlpractice.grading.registry import is_failure
 from rlpractice.learner import Sequence, lm_step, policy_gradient_step, sequence_logprobs
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.practice import PracticeOrder
@@ -305,7 +306,7 @@ def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model,
     if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or last()):
         # checkpoint before logging: a run killed in between re-logs this step from the checkpoint
         save_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
-                      {"order": batch["order"], "metrics": metrics}, rl.keep_checkpoints)
+                   {"order": batch["order"], "metrics": metrics}, rl.keep_checkpoints)
     metrics.update(level_pass_rates(problems, rewards))
     metrics.update(verifier_metrics(groups))
     metrics.update(batch["curriculum"])

@@ -28,21 +28,15 @@ from dataclasses import replace
 from fractions import Fraction
 from math import gcd
 
-from rlpractice.textbook.problems import (  # noqa: F401 - is_heldout: also imported from here
-    Problem,
-    Textbook,
-    book_text,
-    distinct_problems,
-    format_prompt,
-    format_solution,
-    is_heldout,
-)
+from rlpractice.textbook.problems import Problem, Textbook, book_text, distinct_problems, format_solution
 
 NAMES = ["Xiao Ming", "Xiao Hong", "Li Lei", "Han Meimei", "Anna", "Tom", "Wang Fang", "Sara"]
 ITEMS = ["apples", "oranges", "pencils", "books", "pears", "stickers", "eggs", "cards"]
 CONTAINERS = ["bags", "boxes", "baskets", "packs"]
 WHOLES = ["cake", "pizza", "rope", "bottle of juice", "chocolate bar"]
 LEVELS = (1, 2, 3, 4)
+
+
 def fraction_text(x: Fraction) -> str:
     return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
