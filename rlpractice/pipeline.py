@@ -67,9 +67,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     pool = None
     samplers = None
     try:
-        v = cfg.verifier  # several verifiers with weights, or the one named
-        pool = GradingPool(dict(v.weights) if v.weights else v.name, v.dirs, cfg.verifier.num_workers,
-                           cfg.verifier.timeout_s, cfg.verifier.memory_limit_mb)
+        pool = GradingPool.from_config(cfg.verifier)
         if cfg.data.source == "file" and cfg.data.check_gold:
             book.practice = drop_ungradable(book.practice, pool, cfg.data.skip_bad)
             book.heldout = drop_ungradable(book.heldout, pool, cfg.data.skip_bad)

@@ -84,8 +84,7 @@ def trl_worker(sft: str, budget: float, prompts: int, group: int, micro: int, ev
     cfg = compose_cfg([f"seed={seed}"])
     book = load_book(cfg)
     data = Dataset.from_list([{"prompt": p.prompt, "answer": p.answer} for p in book.practice])
-    v = cfg.verifier
-    pool = GradingPool(v.name, v.dirs, v.num_workers, v.timeout_s, v.memory_limit_mb)
+    pool = GradingPool.from_config(cfg.verifier)
 
     def math_reward(prompts, completions, answer, **_) -> list[float]:
         return [g.reward for g in pool.grade(completions, answer)]
@@ -150,8 +149,8 @@ def trl_curve(sft: str, seed: int) -> tuple[list[dict], list[dict]]:
     heldout = list(load_book(cfg).heldout)
     at = {s["step"]: s["train_seconds"] for s in steps} | {0: 0.0}
     points = [(0, sft)] + sorted((int(d.name[5:]), str(d)) for d in (OUT / "trl").glob("step_*"))
-    v, ev = cfg.verifier, cfg.eval
-    pool = GradingPool(v.name, v.dirs, v.num_workers, v.timeout_s, v.memory_limit_mb)
+    ev = cfg.eval
+    pool = GradingPool.from_config(cfg.verifier)
     samplers = Samplers(sft, cfg.sampler, cfg.cluster, seed)
     evals = []
     try:

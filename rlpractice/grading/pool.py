@@ -78,6 +78,12 @@ class GradingPool:
         self._ctx = mp.get_context("spawn")  # no fork: the trainer holds threads (Ray, torch)
         self._workers = [self._spawn() for _ in range(num_workers)]
 
+    @classmethod
+    def from_config(cls, verifier) -> GradingPool:
+        """The pool the `verifier` config group describes: several verifiers with weights, or the one named."""
+        v = verifier
+        return cls(dict(v.weights) if v.weights else v.name, v.dirs, v.num_workers, v.timeout_s, v.memory_limit_mb)
+
     def _spawn(self) -> _Worker:
         return _Worker(self._ctx, self.weights, self.dirs, self.memory_limit_mb)
 
