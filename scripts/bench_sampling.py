@@ -12,10 +12,11 @@ weights: throughput does not depend on what the weights say). HF `generate` runs
 call per prompt with its N samples (`num_return_sequences`), and all prompts x N in one left-padded
 batch (TRL's layout: it generates the whole generation batch in one call); the faster one is the peer.
 Every completion is forced to the same length (`ignore_eos` / `min_new_tokens`), so all generate exactly
-the same number of tokens. Writes runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for
-another shape; `_r<N>` with --reserved-cpus) with the ratios. --reserved-cpus sets the cores vLLM-CPU
-leaves to its scheduler (`sampler.cpu_reserved_cores`; by default one, so an engine computes on one core
-fewer than HF `generate` does).
+the same number of tokens; with --stop-at-eos completions end at end-of-text as in RL, and each method's
+tokens/s counts the tokens it returned. --reserved-cpus sets the cores vLLM-CPU leaves to its scheduler
+(`sampler.cpu_reserved_cores`; by default one, so an engine computes on one core fewer than HF `generate`
+does). Writes runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `_r<N>` with
+--reserved-cpus, `_eos` with --stop-at-eos) with the ratios.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def setup(checkpoint: str | None, shape: argparse.Namespace):
         model = policy.new_model(tokenizer, shape.hidden, shape.layers, shape.heads, 4 * shape.hidden,
                                  m.max_seq_len, seed=0)
         checkpoint = str(policy.save(model, tokenizer, OUT / f"model_h{shape.hidden}_l{shape.layers}"))
-    return cfg, prompts, checkpoint
+    else:
+        model, _ = policy.load(checkpoint)
+    return cfg, prompts, checkpoint, policy.num_params(model)
 
 
 def best_of(fn) -> tuple[float, int]:
@@ -107,6 +110,7 @@ def hf_generate(prompts, checkpoint, ignore_eos: bool) -> dict[str, tuple[float,
         ended = (new == eos).int()
         first = torch.where(ended.any(1), ended.argmax(1) + 1, torch.full_like(ended[:, 0], new.shape[1]))
         return int(first.sum())
+
     enc = [tokenizer(p, return_tensors="pt")["input_ids"] for p in prompts]
     tokenizer.padding_side = "left"
     batch = tokenizer([p for p in prompts for _ in range(N)], return_tensors="pt", padding=True)
@@ -136,7 +140,7 @@ def main() -> None:
     reserved = args.reserved_cpus
     if reserved is not None:
         os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)  # the in-process engine's subprocess reads it
-    cfg, prompts, checkpoint = setup(args.checkpoint, args)
+    cfg, prompts, checkpoint, params = setup(args.checkpoint, args)
     cfg.sampler.cpu_reserved_cores = reserved  # the actors' engines
     forced = not args.stop_at_eos
     runs = {"raw_vllm": raw_vllm(cfg, prompts, checkpoint, forced),
@@ -145,11 +149,9 @@ def main() -> None:
     seconds = {k: v[0] for k, v in runs.items()}
     rate = {k: tokens / secs for k, (secs, tokens) in runs.items()}
     hf_best = max(rate["hf_generate_per_prompt"], rate["hf_generate_one_batch"])
-    from rlpractice import model as policy
-
     result = {
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
-                  "checkpoint": checkpoint, "params": policy.num_params(policy.load(checkpoint)[0]),
+                  "checkpoint": checkpoint, "params": params,
                   "torch_threads": torch.get_num_threads(), "vllm_cpu_reserved_cores": reserved},
         "completions_end_at_eos": not forced, "seconds": seconds,
         "tokens": {k: v[1] for k, v in runs.items()}, "tokens_per_second": rate,

@@ -57,16 +57,13 @@ def run_rlpractice(name: str, overrides: list[str]) -> Path:
 
 
 def rlpractice_curve(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(per-step rows, eval points) with cumulative training seconds (evaluation excluded)."""
+    """(per-step rows with cumulative training seconds, evaluation excluded; eval points)."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps, total = [], 0.0
     for r in (r for r in rows if r["stage"] == "rl"):
         total += r["time/step"]
         steps.append({"step": r["step"], "seconds": r["time/step"], "train_seconds": total})
-    at = {s["step"]: s["train_seconds"] for s in steps} | {0: 0.0}
-    evals = [{"step": r["step"], "train_seconds": at[r["step"]], "pass@1": r["pass@1"]}
-             for r in rows if r["stage"] == "eval"]
-    return steps, evals
+    return steps, [{"step": r["step"], "pass@1": r["pass@1"]} for r in rows if r["stage"] == "eval"]
 
 
 def trl_worker(sft: str, budget: float, prompts: int, group: int, micro: int, eval_every: int, seed: int) -> None:
@@ -147,7 +144,6 @@ def trl_curve(sft: str, seed: int) -> tuple[list[dict], list[dict]]:
         return steps, json.loads(done.read_text())
     cfg = compose_cfg([f"seed={seed}"])
     heldout = list(load_book(cfg).heldout)
-    at = {s["step"]: s["train_seconds"] for s in steps} | {0: 0.0}
     points = [(0, sft)] + sorted((int(d.name[5:]), str(d)) for d in (OUT / "trl").glob("step_*"))
     ev = cfg.eval
     pool = GradingPool.from_config(cfg.verifier)
@@ -157,7 +153,7 @@ def trl_curve(sft: str, seed: int) -> tuple[list[dict], list[dict]]:
         for step, path in points:
             samplers.sync_weights(path)
             result = evaluate(samplers, pool, heldout, ev.samples_per_problem, [1])
-            evals.append({"step": step, "train_seconds": at[step], "pass@1": result["pass@1"]})
+            evals.append({"step": step, "pass@1": result["pass@1"]})
             print(f"[bench_vs_trl] TRL step {step}: held-out pass@1 {result['pass@1']:.3f}", flush=True)
     finally:
         samplers.shutdown()
@@ -182,6 +178,9 @@ def time_to_interpolated(evals: list[dict], target: float) -> float | None:
 
 
 def summarise(steps: list[dict], evals: list[dict], completions_per_step: int, target: float) -> dict:
+    """Step-time figures, and each eval point placed at the training seconds its step had reached."""
+    at = {s["step"]: s["train_seconds"] for s in steps} | {0: 0.0}
+    evals = [e | {"train_seconds": at[e["step"]]} for e in evals]
     timed = steps[1:] or steps  # the first step also warms up (engine caches, allocator)
     step_s = statistics.median(s["seconds"] for s in timed)
     return {"steps": len(steps), "median_step_s": step_s, "samples_per_s": completions_per_step / step_s,
