@@ -66,6 +66,8 @@ def check(cfg: DictConfig) -> None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise UserError(f"config key verifier.weights.{name}={weight!r}: expected a number (the weight of "
                             f"verifier {name!r} in the reward)")
+    if not isinstance(cfg.learner.share_prompts, bool):
+        raise UserError(f"config key learner.share_prompts={cfg.learner.share_prompts!r}: expected true or false")
     reserved = cfg.sampler.cpu_reserved_cores
     if reserved is not None and (isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 0):
         raise UserError(f"config key sampler.cpu_reserved_cores={reserved!r}: null (vLLM's default) or a whole "

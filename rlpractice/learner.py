@@ -3,6 +3,11 @@
 
 A *sequence* here is (token_ids, loss_mask): loss_mask[i] = 1 when token i is a target to learn
 (every token in pretraining, solution tokens in SFT, completion tokens in RL).
+
+In RL a group's samples all continue the same prompt. With `share_prompts` the learner runs each
+distinct prompt through the model once per micro-batch and lets its samples' completions attend to
+that prompt's keys and values (the KV cache, differentiable), instead of recomputing the prompt for
+every sample: the same log-probs and gradients for about half the tokens here.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
 from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
 from rlpractice.errors import UserError
@@ -83,6 +89,78 @@ def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: b
     return logp, entropy
 
 
+def prompt_length(s: Sequence) -> int:
+    """Tokens before the first target: the prompt the sequence's completion continues."""
+    return s.loss_mask.index(1) if 1 in s.loss_mask else len(s.ids)
+
+
+def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: torch.device | str,
+                           with_entropy: bool = False, entropy_grad: bool = False):
+    """`token_logprobs` of a micro-batch, laid out exactly like `collate`'s [B, T-1], computed with each
+    distinct prompt run once: a forward over the prompts fills a KV cache, whose rows are then repeated
+    for every sequence continuing that prompt, and a second forward runs only the completions on top.
+    Gradients flow through the cache into the prompt forward, so the update is the one `collate` gives.
+    Every sequence needs a prompt of at least one token (its first target must have a context)."""
+    starts = [prompt_length(s) for s in seqs]
+    if min(starts) < 1:
+        raise ValueError("shared_prompt_logprobs: a sequence's first token is a target; it has no prompt to share")
+    prompt_row: dict[tuple[int, ...], int] = {}
+    owner = [prompt_row.setdefault(tuple(s.ids[:p]), len(prompt_row)) for s, p in zip(seqs, starts, strict=True)]
+    prompts = list(prompt_row)
+    prompt_width, comp_lens = max(map(len, prompts)), [len(s.ids) - p for s, p in zip(seqs, starts, strict=True)]
+    comp_width = max(comp_lens)
+    prompt_ids = torch.full((len(prompts), prompt_width), pad_id, dtype=torch.long)
+    for row, p in enumerate(prompts):
+        prompt_ids[row, : len(p)] = torch.tensor(p)
+    comp_ids = torch.full((len(seqs), comp_width), pad_id, dtype=torch.long)
+    # keys a completion may see: its own prompt (not the pads after it), then its own tokens
+    attn = torch.zeros((len(seqs), prompt_width + comp_width), dtype=torch.long)
+    for row, (s, start) in enumerate(zip(seqs, starts, strict=True)):
+        comp_ids[row, : comp_lens[row]] = torch.tensor(s.ids[start:])
+        attn[row, : start] = 1
+        attn[row, prompt_width : prompt_width + comp_lens[row]] = 1
+    rows = torch.tensor(owner, device=device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
+        # right-padded prompts need no mask: causal attention keeps real tokens off the pads after them
+        first = model(input_ids=prompt_ids.to(device), use_cache=True, past_key_values=DynamicCache())
+        last = first.logits[torch.arange(len(prompts)), torch.tensor([len(p) for p in prompts]) - 1]
+        cache = first.past_key_values
+        cache.batch_select_indices(rows)  # one cache row per sequence (differentiable indexing)
+        positions = torch.tensor(starts).unsqueeze(1) + torch.arange(comp_width)
+        rest = model(input_ids=comp_ids.to(device), attention_mask=attn.to(device),
+                     position_ids=positions.to(device), past_key_values=cache, use_cache=True)
+        # logits predicting completion token k: the prompt's last position for k = 0, else completion k-1
+        logits = torch.cat([last[rows].unsqueeze(1), rest.logits[:, :-1]], dim=1).float()
+    comp_logp = -F.cross_entropy(logits.transpose(1, 2), comp_ids.to(device), reduction="none")
+    # back to collate's layout: position t predicts token t+1, so completion token k sits at start - 1 + k
+    width = max(len(s.ids) for s in seqs)
+    k = torch.arange(width - 1).unsqueeze(0) - (torch.tensor(starts).unsqueeze(1) - 1)
+    valid = ((k >= 0) & (k < torch.tensor(comp_lens).unsqueeze(1))).to(device)
+    index = k.clamp(0, comp_width - 1).to(device)
+    logp = comp_logp.gather(1, index) * valid
+    if not with_entropy:
+        return logp
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        log_probs = F.log_softmax(logits, dim=-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1).gather(1, index) * valid
+    return logp, entropy
+
+
+def _forward(model, batch: list[Sequence], pad_id: int, device, share_prompts: bool, with_entropy: bool = False,
+             entropy_grad: bool = False):
+    """(log-probs[, entropy], target mask) of one micro-batch, by either path (same values)."""
+    ids, attn, target = collate(batch, pad_id, device)
+    if share_prompts:
+        return shared_prompt_logprobs(model, batch, pad_id, device, with_entropy, entropy_grad), target
+    return token_logprobs(model, ids, attn, with_entropy, entropy_grad), target
+
+
+def _microbatches(seqs: list[Sequence], token_budget: int, share_prompts: bool) -> list[list[int]]:
+    """With shared prompts the budget counts completion tokens (each micro-batch adds one copy of each of
+    its distinct prompts on top)."""
+    return microbatches([len(s.ids) - (prompt_length(s) if share_prompts else 0) for s in seqs], token_budget)
+
+
 def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float) -> float:
     """One optimiser step of masked next-token cross-entropy (mean over all target tokens)."""
     model.train()
@@ -101,14 +179,14 @@ def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: i
 
 
 @torch.no_grad()
-def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: int) -> list[torch.Tensor]:
+def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: int,
+                      share_prompts: bool = False) -> list[torch.Tensor]:
     """Per-sequence tensors of target-token log-probs (e.g. the sampling policy's, before updating)."""
     model.eval()
     device = model.device
     out: list[torch.Tensor | None] = [None] * len(seqs)
-    for idx in microbatches([len(s.ids) for s in seqs], token_budget):
-        ids, attn, _ = collate([seqs[i] for i in idx], pad_id, device)
-        lp = token_logprobs(model, ids, attn).cpu()
+    for idx in _microbatches(seqs, token_budget, share_prompts):
+        lp = _forward(model, [seqs[i] for i in idx], pad_id, device, share_prompts)[0].cpu()
         for row, i in enumerate(idx):
             out[i] = lp[row, : len(seqs[i].ids) - 1]
     return out  # type: ignore[return-value]
@@ -118,7 +196,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
                          pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
                          aggregation: str, num_sequences: int, max_tokens: int, ratio_level: str = "token",
                          ref_logps: list[torch.Tensor] | None = None, kl_coef: float = 0.0, kl_estimator: str = "k3",
-                         entropy_coef: float = 0.0) -> dict:
+                         entropy_coef: float = 0.0, share_prompts: bool = False) -> dict:
     """One optimiser step of the clipped surrogate over `seqs`.
 
     `num_sequences` counts the whole batch, including sequences left out because their advantage is 0
@@ -126,6 +204,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     `ratio_level="sequence"` uses one length-normalised importance ratio per sequence (GSPO).
     With `ref_logps` (a frozen reference policy's log-probs), `kl_coef * KL` is added per token (k1 or k3
     estimator); `entropy_coef * entropy` is subtracted per token (an entropy bonus).
+    `share_prompts` computes each distinct prompt once per micro-batch (`shared_prompt_logprobs`).
     """
     if ratio_level not in ("token", "sequence"):
         raise UserError(f"unknown algo.ratio_level {ratio_level!r}: use token or sequence")
@@ -138,10 +217,10 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
         raise UserError(f"unknown algo.kl_estimator {kl_estimator!r}: use k1 or k3")
     loss_sum, clipped, counted, entropy_sum, kl_sum = 0.0, 0.0, 0.0, 0.0, 0.0
     mismatch_sum, mismatch_count = 0.0, 0
-    for idx in microbatches([len(s.ids) for s in seqs], token_budget):
+    for idx in _microbatches(seqs, token_budget, share_prompts):
         batch = [seqs[i] for i in idx]
-        ids, attn, target = collate(batch, pad_id, device)
-        logp, entropy = token_logprobs(model, ids, attn, with_entropy=True, entropy_grad=entropy_coef > 0)
+        (logp, entropy), target = _forward(model, batch, pad_id, device, share_prompts, with_entropy=True,
+                                           entropy_grad=entropy_coef > 0)
         old = logp.detach() if old_logps is None else _padded(old_logps, idx, logp)  # None: fresh samples
         adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)
         token_logp = logp

@@ -19,6 +19,7 @@ from tests.conftest import ROOT, run_cli
     ("rl.samples_per_prompt=1000000000", "needs about"),  # a group far larger than memory allows
     ("sampler.cpu_reserved_cores=-1", "sampler.cpu_reserved_cores=-1: null"),
     ("sampler.cpu_reserved_cores=some", "sampler.cpu_reserved_cores='some'"),
+    ("learner.share_prompts=maybe", "learner.share_prompts='maybe': expected true or false"),
 ])
 def test_bad_values_name_their_key(override, message):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

@@ -149,3 +149,62 @@ def test_several_passes_and_minibatches_use_the_sampling_policy_ratio():
     out = update_policy(model, opt, groups, adv, algo, tok.pad_token_id, max_tokens=4)
     assert out["optimizer_steps"] == 4 and out["learned_sequences"] == 4
     assert out["clip_ratio"] > 0  # second-pass ratios are off 1 after such large steps
+
+
+def _groups_of_samples():
+    """Three prompts of different lengths, each continued by samples of different lengths."""
+    g = torch.Generator().manual_seed(0)
+    seqs = []
+    for prompt_len, lengths in ((3, (1, 4, 2)), (6, (5, 1)), (2, (3, 3, 6, 2))):
+        prompt = torch.randint(3, 250, (prompt_len,), generator=g).tolist()
+        for n in lengths:
+            completion = torch.randint(3, 250, (n,), generator=g).tolist()
+            advantage = float(torch.randn((), generator=g))
+            seqs.append(Sequence(prompt + completion, [0] * prompt_len + [1] * n, advantage, [-1.0] * n))
+    return seqs
+
+
+def test_shared_prompt_forward_gives_the_same_logprobs_and_entropy_as_the_full_forward():
+    from rlpractice.learner import shared_prompt_logprobs, token_logprobs
+
+    model, tok = _tiny()
+    seqs = _groups_of_samples()
+    ids, attn, target = collate(seqs, tok.pad_token_id)
+    full_lp, full_ent = token_logprobs(model, ids, attn, with_entropy=True)
+    lp, ent = shared_prompt_logprobs(model, seqs, tok.pad_token_id, "cpu", with_entropy=True)
+    assert lp.shape == full_lp.shape == target.shape
+    assert torch.allclose(lp * target, full_lp * target, atol=1e-5)
+    assert torch.allclose(ent * target, full_ent * target, atol=1e-5)
+    assert (lp * (1 - target)).abs().sum() == 0  # nothing but completion tokens is filled in
+    assert (full_lp * target).abs().sum() > 0
+
+
+@pytest.mark.parametrize("budget", [10_000, 6])
+def test_shared_prompt_policy_step_gives_the_same_gradient_and_metrics(budget):
+    """The whole clipped-surrogate step (with KL and entropy terms) by both paths; a small budget splits
+    groups across micro-batches, so a prompt is recomputed in each one and still gives the same gradient."""
+    from rlpractice.learner import sequence_logprobs
+
+    seqs = _groups_of_samples()
+    out, grads = [], []
+    for share in (False, True):
+        model, tok = _tiny()
+        ref = sequence_logprobs(model, seqs, tok.pad_token_id, budget, share_prompts=share)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        out.append(policy_gradient_step(model, opt, seqs, None, pad_id=tok.pad_token_id, token_budget=budget,
+                                        grad_clip=1e9, eps_low=0.2, eps_high=0.2, aggregation="token_mean",
+                                        num_sequences=len(seqs), max_tokens=8, ref_logps=ref, kl_coef=0.1,
+                                        entropy_coef=0.01, share_prompts=share))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+    for key in ("loss", "entropy", "kl", "logprob_mismatch", "grad_norm"):
+        assert out[0][key] == pytest.approx(out[1][key], rel=1e-4, abs=1e-6), key
+
+
+def test_shared_prompt_forward_refuses_a_sequence_without_a_prompt():
+    from rlpractice.learner import shared_prompt_logprobs
+
+    model, tok = _tiny()
+    with pytest.raises(ValueError, match="no prompt"):
+        shared_prompt_logprobs(model, [Sequence([4, 5, 6], [1, 1, 1])], tok.pad_token_id, "cpu")

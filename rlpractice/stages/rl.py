@@ -95,13 +95,14 @@ def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, pr
 
 
 def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo: DictConfig, pad_id: int,
-                  max_tokens: int, ref_model=None, off_policy: bool = False) -> dict:
+                  max_tokens: int, ref_model=None, off_policy: bool = False, share_prompts: bool = True) -> dict:
     """`algo.num_iterations` passes over the samples; each pass takes `algo.minibatches` optimiser steps,
     each on a slice of the groups. The ratio is taken against the sampling policy's log-probs
     (recomputed by the learner before the first update when there is more than one update). With
     `off_policy` (samples drawn by an older policy, rl.max_staleness > 0) the ratio is taken against the
     log-probs the vLLM engine reported for the tokens it sampled: the importance correction for staleness.
-    `ref_model` (only when algo.kl_coef > 0) is the frozen reference for the KL penalty."""
+    `ref_model` (only when algo.kl_coef > 0) is the frozen reference for the KL penalty.
+    `share_prompts` (learner.share_prompts) runs each group's prompt once per micro-batch."""
     parts = [part.tolist() for part in np.array_split(np.arange(len(groups)), algo.minibatches) if len(part)]
     # A zero-advantage sample adds nothing to the policy-gradient term; unless a KL or entropy term
     # applies, skipping it saves compute and changes nothing.
@@ -120,10 +121,10 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
     if off_policy:
         olds = [behaviour_logprobs(seqs) for seqs in part_seqs]
     else:
-        olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget) if several_updates and seqs else None
-                for seqs in part_seqs]
-    refs = [sequence_logprobs(ref_model, seqs, pad_id, algo.token_budget) if ref_model is not None and seqs
-            else None for seqs in part_seqs]
+        olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget, share_prompts)
+                if several_updates and seqs else None for seqs in part_seqs]
+    refs = [sequence_logprobs(ref_model, seqs, pad_id, algo.token_budget, share_prompts)
+            if ref_model is not None and seqs else None for seqs in part_seqs]
     steps: list[dict] = []
     for _ in range(algo.num_iterations):
         for part, seqs, old, ref in zip(parts, part_seqs, olds, refs, strict=True):
@@ -133,7 +134,7 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
                     grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
                     aggregation=algo.loss_aggregation, num_sequences=len(part) * adv.shape[1],
                     max_tokens=max_tokens, ratio_level=algo.ratio_level, ref_logps=ref, kl_coef=algo.kl_coef,
-                    kl_estimator=algo.kl_estimator, entropy_coef=algo.entropy_coef))
+                    kl_estimator=algo.kl_estimator, entropy_coef=algo.entropy_coef, share_prompts=share_prompts))
     keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if ref_model is not None else [])
     out = {k: float(np.mean([m[k] for m in steps])) if steps else 0.0 for k in keys}
     # measured on the first update only: that is when the learner's weights are the sampler's
@@ -275,7 +276,8 @@ def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model,
     else:
         adv = advantages(rewards, algo.advantage, algo.scale_by_std)
         learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
-                              cfg.sampler.max_new_tokens, ref_model, off_policy=rl.max_staleness > 0)
+                              cfg.sampler.max_new_tokens, ref_model, off_policy=rl.max_staleness > 0,
+                              share_prompts=cfg.learner.share_prompts)
     t_learned = time.time()
     sync_dir = run_dir / "policy_sync"
     model.save_pretrained(sync_dir, safe_serialization=True)
