@@ -119,14 +119,14 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
         comp_ids[row, : comp_lens[row]] = torch.tensor(s.ids[start:])
         attn[row, : start] = 1
         attn[row, prompt_width : prompt_width + comp_lens[row]] = 1
-    rows = torch.tensor(owner, device=device)
+    rows, start_col = torch.tensor(owner, device=device), torch.tensor(starts).unsqueeze(1)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
         # right-padded prompts need no mask: causal attention keeps real tokens off the pads after them
         first = model(input_ids=prompt_ids.to(device), use_cache=True, past_key_values=DynamicCache())
         last = first.logits[torch.arange(len(prompts)), torch.tensor([len(p) for p in prompts]) - 1]
         cache = first.past_key_values
         cache.batch_select_indices(rows)  # one cache row per sequence (differentiable indexing)
-        positions = torch.tensor(starts).unsqueeze(1) + torch.arange(comp_width)
+        positions = start_col + torch.arange(comp_width)
         rest = model(input_ids=comp_ids.to(device), attention_mask=attn.to(device),
                      position_ids=positions.to(device), past_key_values=cache, use_cache=True)
         # logits predicting completion token k: the prompt's last position for k = 0, else completion k-1
@@ -134,7 +134,7 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
     comp_logp = -F.cross_entropy(logits.transpose(1, 2), comp_ids.to(device), reduction="none")
     # back to collate's layout: position t predicts token t+1, so completion token k sits at start - 1 + k
     width = max(len(s.ids) for s in seqs)
-    k = torch.arange(width - 1).unsqueeze(0) - (torch.tensor(starts).unsqueeze(1) - 1)
+    k = torch.arange(width - 1).unsqueeze(0) - (start_col - 1)
     valid = ((k >= 0) & (k < torch.tensor(comp_lens).unsqueeze(1))).to(device)
     index = k.clamp(0, comp_width - 1).to(device)
     logp = comp_logp.gather(1, index) * valid

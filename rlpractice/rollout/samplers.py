@@ -78,10 +78,10 @@ class Samplers:
 
     def _start(self, i: int):
         strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
-        env = {"runtime_env": {"env_vars": engine_env(self.sampler)}}
+        # Ray merges these env_vars with the job's (start_ray's cache variables)
         return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler,
-                                    num_gpus=self.sampler.num_gpus_per_sampler,
-                                    scheduling_strategy=strategy, **env).remote(
+                                    num_gpus=self.sampler.num_gpus_per_sampler, scheduling_strategy=strategy,
+                                    runtime_env={"env_vars": engine_env(self.sampler)}).remote(
             self.base if self.sampler.weight_sync == "object_store" else self.weights_dir,
             self.engine_kwargs, self.seed + i, self.update)
 
