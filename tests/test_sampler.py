@@ -30,14 +30,15 @@ def hf_greedy(model, tokenizer, prompt: str, n: int) -> list[int]:
 def test_weight_sync_changes_what_the_engine_serves(tmp_path):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=math", "sampler.max_new_tokens=12",
-                                           "sampler.max_samples_per_request=8", "sampler.samples_per_call=16",
-                                           "sampler.cpu_reserved_cores=0"])
+                                           "sampler.max_samples_per_request=8", "sampler.samples_per_call=16"])
     tok = train_tokenizer([PROMPT + " 3 + 4 = 7. Answer: 7"] * 50, 300)
     model = policy.new_model(tok, 64, 2, 2, 128, 256, seed=0)
     policy.save(model, tok, tmp_path / "ckpt")
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
-        assert samplers.info[0]["cpu_reserved_cores"] == "0"  # the engine computes on every core
+        cores = [info["cores"] for info in samplers.info]  # the default: two engines, a core of their own each
+        assert len(cores) == 2 and all(cores) and not set(cores[0]) & set(cores[1])
+        assert [info["omp_threads"] for info in samplers.info] == ["1", "1"]
         assert samplers.info[0]["engine_in_process"]  # the default on CPU: no engine-core process of its own
 
         def greedy() -> list[int]:

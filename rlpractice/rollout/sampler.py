@@ -18,17 +18,32 @@ def write_files(files: dict[str, bytes], folder: str | None = None) -> str:
     return folder
 
 
+def engine_cores(available: list[int], slot: int, cpus: float) -> list[int] | None:
+    """The cores a CPU engine computes on: the `slot`-th run of `cpus` cores among those `available` on its
+    machine, so engines sharing a machine never share a core. None (vLLM's own binding) when `cpus` is not
+    a whole number or the machine has too few cores for this slot."""
+    if cpus < 1 or cpus != int(cpus) or (slot + 1) * int(cpus) > len(available):
+        return None
+    return sorted(available)[slot * int(cpus) : (slot + 1) * int(cpus)]
+
+
 @ray.remote
 class SamplerActor:
     def __init__(self, weights: str | dict[str, bytes], engine_kwargs: dict, seed: int,
-                 update: dict[str, bytes] | None = None):
+                 update: dict[str, bytes] | None = None, core_slot: int | None = None, cpus: float = 1):
         """`weights`: a checkpoint directory this node can read (shared filesystem), or the checkpoint's
         files themselves (weight_sync=object_store), written to a node-local folder first, with the
-        latest synced weights (`update`) written over them."""
-        # Ray sets OMP_NUM_THREADS to the actor's num_cpus (1). vLLM-CPU pins its compute threads itself,
-        # but under that 1 sampling measured ~1.4x slower on 2 cores: let the engine see its node's cores.
-        # (Set before vLLM imports torch; the engine's own processes, if any, inherit it.)
-        os.environ["OMP_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
+        latest synced weights (`update`) written over them. `core_slot` (CPU engines): this engine's index
+        among the engines on its machine; it computes on `cpus` cores of its own (`engine_cores`)."""
+        # vLLM-CPU pins its compute threads to the cores in VLLM_CPU_OMP_THREADS_BIND; left to itself it picks
+        # the same cores for every engine on a machine. Ray sets OMP_NUM_THREADS to the actor's num_cpus,
+        # which under vLLM's own binding (all cores) measured ~1.4x slower on 2 cores. Both are set before
+        # vLLM imports torch; the engine's own processes, if any, inherit them.
+        available = sorted(os.sched_getaffinity(0))
+        self.cores = None if core_slot is None else engine_cores(available, core_slot, cpus)
+        if self.cores:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, self.cores))
+        os.environ["OMP_NUM_THREADS"] = str(len(self.cores or available))
         from vllm import LLM  # imported here: only the actor process needs vLLM
 
         start = time.time()
@@ -43,7 +58,7 @@ class SamplerActor:
 
     def ready(self) -> dict:
         return {"startup_s": self.startup_s, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                "cpu_reserved_cores": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU"),  # None: vLLM's default
+                "cores": self.cores,  # None: vLLM's own binding (a GPU engine, or too few cores on the machine)
                 "engine_in_process": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0",
                 "omp_threads": os.environ["OMP_NUM_THREADS"]}
 

@@ -8,12 +8,13 @@ can start before generation ends.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import ray
 from omegaconf import DictConfig, OmegaConf
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlpractice.caches import CACHE_VARIABLES
@@ -34,6 +35,21 @@ def start_ray(cluster: DictConfig) -> None:
                  _temp_dir=cluster.temp_dir or None, **kwargs)
 
 
+def plan_calls(num_prompts: int, n: int, per_request: int, per_call: int, engines: int) -> list[list[tuple[int, int]]]:
+    """Requests (prompt index, samples) of at most `per_request` samples, packed into engine calls of about
+    `per_call` samples, and into at least one call per engine when there is that much work (the calls go to
+    the engines in turn, so every engine gets a share)."""
+    per_request = max(1, per_request)
+    requests = [(i, min(per_request, n - done)) for i in range(num_prompts) for done in range(0, n, per_request)]
+    per_call = min(per_call, -(-num_prompts * n // engines))
+    calls: list[list[tuple[int, int]]] = [[]]
+    for req in requests:
+        if calls[-1] and sum(k for _, k in calls[-1]) + req[1] > per_call:
+            calls.append([])
+        calls[-1].append(req)
+    return calls
+
+
 MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not something to retry forever
 # How new weights reach the engines: `filesystem` (a path every node can read: one machine, or a shared
 # disk) or `object_store` (the safetensors bytes go through Ray's object store: any cluster).
@@ -42,11 +58,20 @@ WEIGHT_SYNC = ("filesystem", "object_store")
 
 def engine_env(sampler: DictConfig) -> dict[str, str]:
     """Environment variables an engine's process needs for the `sampler` group (vLLM reads these knobs
-    from the environment, not from its arguments)."""
-    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1"}
-    if sampler.cpu_reserved_cores is not None:
-        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(sampler.cpu_reserved_cores)
-    return env
+    from the environment, not from its arguments). The cores a CPU engine computes on are set by the
+    actor itself (`engine_cores`): they depend on where Ray placed it."""
+    return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1"}
+
+
+def machine_slots(machines: list[str]) -> list[int]:
+    """For each engine, given the machine (IP address) each one was placed on: its index among the engines
+    on that machine. Ray's virtual nodes on one machine share its cores, so they count as one machine."""
+    seen: Counter[str] = Counter()
+    slots = []
+    for m in machines:
+        slots.append(seen[m])
+        seen[m] += 1
+    return slots
 
 
 class Samplers:
@@ -73,8 +98,21 @@ class Samplers:
                 f"Ray could not place {sampler.num_samplers} sampler(s) of {bundle} with strategy "
                 f"{sampler.placement} within {cluster.placement_timeout_s}s; cluster resources: "
                 f"{ray.cluster_resources()}. Lower sampler.num_samplers or the resources per sampler.")
+        self.core_slots = self._core_slots()
         self.actors = [self._start(i) for i in range(sampler.num_samplers)]
         self.info = ray.get([a.ready.remote() for a in self.actors])
+        if not sampler.num_gpus_per_sampler and any(info["cores"] is None for info in self.info):
+            print(f"[sampler] a machine has fewer cores than its engines ask for ({sampler.num_cpus_per_sampler} "
+                  "each): vLLM binds those engines itself, and engines on one machine may then share cores",
+                  flush=True)
+
+    def _core_slots(self) -> list[int | None]:
+        """Each CPU engine's index among the engines on its machine (None for GPU engines)."""
+        if self.sampler.num_gpus_per_sampler:
+            return [None] * self.sampler.num_samplers
+        bundle_node = placement_group_table(self.group)["bundles_to_node_id"]
+        address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+        return machine_slots([address[bundle_node[i]] for i in range(self.sampler.num_samplers)])
 
     def _start(self, i: int):
         strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
@@ -83,7 +121,7 @@ class Samplers:
                                     num_gpus=self.sampler.num_gpus_per_sampler, scheduling_strategy=strategy,
                                     runtime_env={"env_vars": engine_env(self.sampler)}).remote(
             self.base if self.sampler.weight_sync == "object_store" else self.weights_dir,
-            self.engine_kwargs, self.seed + i, self.update)
+            self.engine_kwargs, self.seed + i, self.update, self.core_slots[i], self.sampler.num_cpus_per_sampler)
 
     def _replace_if_dead(self, slot: int, actor, error: Exception) -> None:
         """Sampler `slot` failed with `error`: start a new engine there with the current weights
@@ -101,13 +139,7 @@ class Samplers:
         """Yield (prompt_index, {"prompt_ids", "completions"}) chunks as they finish; n per prompt in total.
         `ignore_eos` makes every completion max_new_tokens long (for benchmarks)."""
         s = self.sampler
-        per_request = max(1, s.max_samples_per_request)
-        requests = [(i, min(per_request, n - done)) for i in range(len(prompts)) for done in range(0, n, per_request)]
-        calls: list[list[tuple[int, int]]] = [[]]
-        for req in requests:  # pack requests into calls of about samples_per_call completions
-            if calls[-1] and sum(k for _, k in calls[-1]) + req[1] > s.samples_per_call:
-                calls.append([])
-            calls[-1].append(req)
+        calls = plan_calls(len(prompts), n, s.max_samples_per_request, s.samples_per_call, len(self.actors))
         temperature = s.temperature if temperature is None else temperature
 
         def submit(call: list[tuple[int, int]], slot: int, tries: int) -> None:

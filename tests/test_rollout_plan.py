@@ -1,0 +1,24 @@
+"""How sampling work is laid out over engines and cores (pure functions; no engine started)."""
+
+from rlpractice.rollout.sampler import engine_cores
+from rlpractice.rollout.samplers import machine_slots, plan_calls
+
+
+def test_a_step_is_split_evenly_over_the_engines():
+    calls = plan_calls(32, 32, 256, 1024, engines=2)  # the default RL step on two engines
+    assert [sum(k for _, k in call) for call in calls] == [512, 512]
+    assert [i for call in calls for i, _ in call] == list(range(32))  # every prompt once, in order
+
+
+def test_large_groups_are_split_into_requests_and_calls():
+    calls = plan_calls(2, 40, 8, 16, engines=1)
+    assert calls == [[(0, 8), (0, 8)], [(0, 8), (0, 8)], [(0, 8), (1, 8)], [(1, 8), (1, 8)], [(1, 8), (1, 8)]]
+    assert plan_calls(3, 5, 256, 1024, engines=4) == [[(0, 5)], [(1, 5)], [(2, 5)]]  # fewer groups than engines
+
+
+def test_engines_on_one_machine_get_cores_of_their_own():
+    assert machine_slots(["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.1"]) == [0, 0, 1, 2]
+    assert [engine_cores([0, 1], slot, 1) for slot in (0, 1)] == [[0], [1]]
+    assert engine_cores([4, 5, 6, 7, 2, 3], 1, 2) == [4, 5]  # sorted, then the slot's run of cores
+    assert engine_cores([0, 1], 2, 1) is None  # too few cores: vLLM binds it itself
+    assert engine_cores([0, 1, 2, 3], 0, 0.5) is None  # a fraction of a core cannot be pinned
