@@ -20,7 +20,7 @@ NUMBERS = {
     "pretrain.lr": (float, 0.0), "sft.steps": (int, 0), "sft.batch_size": (int, 1), "sft.lr": (float, 0.0),
     "rl.steps": (int, 0), "rl.prompts_per_step": (int, 1), "rl.samples_per_prompt": (int, 1),
     "rl.eval_every": (int, 0), "rl.max_staleness": (int, 0), "rl.time_budget_s": (float, 0.0),
-    "rl.checkpoint_every": (int, 0), "rl.keep_checkpoints": (int, 1),
+    "rl.checkpoint_every": (int, 0), "rl.logprob_mismatch_every": (int, 0), "rl.keep_checkpoints": (int, 1),
     "pretrain.checkpoint_every": (int, 0), "pretrain.keep_checkpoints": (int, 1),
     "sft.checkpoint_every": (int, 0), "sft.keep_checkpoints": (int, 1),
     "eval.samples_per_problem": (int, 1),

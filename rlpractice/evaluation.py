@@ -26,7 +26,7 @@ def answer_key(text: str) -> str | None:
 def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int]) -> dict:
     texts: dict[int, list[str]] = defaultdict(list)
     lengths: list[int] = []
-    for i, chunk in samplers.sample([p.prompt for p in problems], n):
+    for i, chunk in samplers.sample([p.prompt for p in problems], n, logprobs=False):
         texts[i].extend(c[1] for c in chunk["completions"])
         lengths.extend(len(c[0]) for c in chunk["completions"])
     correct, majority = [], []

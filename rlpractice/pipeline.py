@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import ray
 from omegaconf import DictConfig
 from transformers.utils import logging as hf_logging
 
@@ -143,5 +144,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     finally:
         if samplers is not None:
             samplers.shutdown()
+            # and disconnect: Ray holds back repeated engine log lines for a few seconds (deduplication), and
+            # they must come out now, not after the run's last words (an error message must be the last line)
+            ray.shutdown()
         if pool is not None:
             pool.close()

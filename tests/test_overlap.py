@@ -12,14 +12,14 @@ from rlpractice.tokenizer import train_tokenizer
 
 
 def recording_job(started: list[int]):
+    """A batch job that records the step it was started for."""
     lock = threading.Lock()
 
-    def job() -> dict:
+    def job(step: int) -> dict:
         with lock:
-            started.append(len(started) + 1)
-            n = len(started)
+            started.append(step)
         time.sleep(0.05)
-        return {"batch": n}
+        return {"batch": step}
 
     return job
 
@@ -39,12 +39,12 @@ def test_one_step_ahead_starts_the_next_batch_while_the_learner_works_and_stops_
     started: list[int] = []
     batches = Prefetcher(recording_job(started), first=4, last=6, max_staleness=1)
     try:
-        assert batches.get()["batch"] == 1
+        assert batches.get()["batch"] == 4
         time.sleep(0.1)  # "learning"
-        assert started == [1, 2]  # step 5's batch is already under way
-        assert [batches.get()["batch"], batches.get()["batch"]] == [2, 3]
+        assert started == [4, 5]  # step 5's batch is already under way
+        assert [batches.get()["batch"], batches.get()["batch"]] == [5, 6]
         time.sleep(0.1)
-        assert started == [1, 2, 3]  # never beyond the last step
+        assert started == [4, 5, 6]  # never beyond the last step
     finally:
         batches.close()
 
@@ -62,3 +62,16 @@ def test_behaviour_logprobs_line_up_with_the_learners_positions():
     assert behaviour.shape == mine.shape
     assert torch.allclose(behaviour[len(prompt) - 1 :], mine[len(prompt) - 1 :])
     assert torch.all(behaviour[: len(prompt) - 1] == 0)
+
+
+def test_engines_return_log_probs_only_on_steps_that_use_them():
+    from omegaconf import OmegaConf
+
+    from rlpractice.stages.rl import wants_sampler_logprobs
+
+    sync = OmegaConf.create({"max_staleness": 0, "logprob_mismatch_every": 10})
+    assert [s for s in range(1, 32) if wants_sampler_logprobs(s, sync)] == [1, 11, 21, 31]
+    sync.logprob_mismatch_every = 0
+    assert not any(wants_sampler_logprobs(s, sync) for s in range(1, 32))
+    ahead = OmegaConf.create({"max_staleness": 1, "logprob_mismatch_every": 0})  # the ratio needs them
+    assert all(wants_sampler_logprobs(s, ahead) for s in range(1, 32))

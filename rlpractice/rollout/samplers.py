@@ -134,10 +134,11 @@ class Samplers:
             print(f"[sampler] engine {slot} died ({type(error).__name__}); restarted it with the current "
                   f"weights and retried its requests (restart {self.restarts})", flush=True)
 
-    def sample(self, prompts: list[str], n: int, temperature: float | None = None,
-               ignore_eos: bool = False) -> Iterator[tuple[int, dict]]:
+    def sample(self, prompts: list[str], n: int, temperature: float | None = None, ignore_eos: bool = False,
+               logprobs: bool = True) -> Iterator[tuple[int, dict]]:
         """Yield (prompt_index, {"prompt_ids", "completions"}) chunks as they finish; n per prompt in total.
-        `ignore_eos` makes every completion max_new_tokens long (for benchmarks)."""
+        `ignore_eos` makes every completion max_new_tokens long (for benchmarks); `logprobs` returns the
+        engine's log-prob of each sampled token (see `SamplerActor.generate`)."""
         s = self.sampler
         calls = plan_calls(len(prompts), n, s.max_samples_per_request, s.samples_per_call, len(self.actors))
         temperature = s.temperature if temperature is None else temperature
@@ -145,7 +146,7 @@ class Samplers:
         def submit(call: list[tuple[int, int]], slot: int, tries: int) -> None:
             actor = self.actors[slot]
             ref = actor.generate.remote([(prompts[i], k) for i, k in call], s.max_new_tokens, temperature, s.top_p,
-                                        ignore_eos)
+                                        ignore_eos, logprobs)
             futures[ref] = (call, slot, actor, tries)
 
         futures: dict = {}

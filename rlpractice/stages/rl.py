@@ -45,15 +45,16 @@ class Sample:
     reward: float
     reason: str  # the verifier's short explanation
     finish: str  # "stop" or "length"
-    sampler_logps: list[float]  # the vLLM engine's log-prob of each sampled token
+    sampler_logps: list[float] | None  # the vLLM engine's log-prob of each sampled token (when asked for)
     parts: dict[str, float] | None = None  # each verifier's reward, when several are combined
 
 
-def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int):
-    """Sample and grade: per problem, {"prompt_ids": [...], "samples": [Sample, ...]}."""
+def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, logprobs: bool = True):
+    """Sample and grade: per problem, {"prompt_ids": [...], "samples": [Sample, ...]}; with `logprobs`, each
+    sample keeps the engine's log-probs of its tokens."""
     groups: list[dict] = [{"prompt_ids": None, "samples": []} for _ in problems]
     grade_s = 0.0
-    for i, chunk in samplers.sample([p.prompt for p in problems], n):
+    for i, chunk in samplers.sample([p.prompt for p in problems], n, logprobs=logprobs):
         t = time.time()
         comps = chunk["completions"]
         grades = pool.grade([c[1] for c in comps], [problems[i].answer] * len(comps),
@@ -68,7 +69,7 @@ def collect_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem
 
 
 def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, prompts: int, n: int,
-                 algo: DictConfig) -> tuple[list[Problem], list[dict], float, float]:
+                 algo: DictConfig, logprobs: bool = True) -> tuple[list[Problem], list[dict], float, float]:
     """`prompts` problems with their graded groups. With `algo.dynamic_sampling` (DAPO), groups whose
     rewards are all equal (no signal) are dropped and more problems are sampled to refill the batch,
     for at most `algo.max_sampling_rounds` rounds. Returns (problems, groups, grade seconds, fraction
@@ -77,7 +78,7 @@ def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, pr
     rounds = algo.max_sampling_rounds if algo.dynamic_sampling else 1
     for _ in range(rounds):
         batch = order.take(prompts - len(groups))
-        new, secs = collect_groups(samplers, pool, batch, n)
+        new, secs = collect_groups(samplers, pool, batch, n, logprobs)
         grade_s += secs
         seen += len(new)
         for p, g in zip(batch, new, strict=True):
@@ -192,7 +193,8 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
     budget_spent = lambda: bool(rl.time_budget_s and time.time() - started >= rl.time_budget_s)  # noqa: E731
     bar = tqdm(range(first, rl.steps + 1), desc="rl", unit="step", dynamic_ncols=True, initial=first - 1,
                total=rl.steps)
-    batches = Prefetcher(lambda: sample_job(samplers, pool, order, rl, algo), first, rl.steps, rl.max_staleness)
+    batches = Prefetcher(lambda step: sample_job(samplers, pool, order, rl, algo, step), first, rl.steps,
+                         rl.max_staleness)
     try:
         for step in bar:
             m = _rl_step(step, cfg, model, tokenizer, optimizer, ref_model, samplers, batches, tracker, run_dir,
@@ -220,14 +222,14 @@ class Prefetcher:
     generation. Jobs run one at a time, in order, so a batch's data position is well defined.
     """
 
-    def __init__(self, job: Callable[[], dict], first: int, last: int, max_staleness: int):
+    def __init__(self, job: Callable[[int], dict], first: int, last: int, max_staleness: int):
         self.job, self.next, self.last, self.ahead = job, first, last, max_staleness
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rl-sampling")
         self.pending: deque[Future] = deque()
 
     def _fill(self, n: int) -> None:
         while len(self.pending) < n and self.next <= self.last:
-            self.pending.append(self.pool.submit(self.job))
+            self.pending.append(self.pool.submit(self.job, self.next))
             self.next += 1
 
     def get(self) -> dict:
@@ -245,12 +247,22 @@ class Prefetcher:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def sample_job(samplers: Samplers, pool: GradingPool, order: PracticeOrder, rl: DictConfig, algo: DictConfig) -> dict:
-    """One step's batch, with the data position and curriculum view right after drawing it (what a
+def wants_sampler_logprobs(step: int, rl: DictConfig) -> bool:
+    """Whether step `step` asks the engines for their log-probs: always when sampling ahead (they are the
+    behaviour policy's, for the importance ratio), else on steps 1, 1 + N, 1 + 2N, ... with N =
+    rl.logprob_mismatch_every, to measure the train/inference mismatch (0: never)."""
+    every = rl.logprob_mismatch_every
+    return rl.max_staleness > 0 or bool(every and (step - 1) % every == 0)
+
+
+def sample_job(samplers: Samplers, pool: GradingPool, order: PracticeOrder, rl: DictConfig, algo: DictConfig,
+               step: int) -> dict:
+    """Step `step`'s batch, with the data position and curriculum view right after drawing it (what a
     checkpoint of that step keeps: batches sampled ahead are drawn again after a resume)."""
     t = time.time()
     problems, groups, grade_s, filtered = sample_batch(samplers, pool, order, rl.prompts_per_step,
-                                                      rl.samples_per_prompt, algo)
+                                                      rl.samples_per_prompt, algo,
+                                                      wants_sampler_logprobs(step, rl))
     return {"problems": problems, "groups": groups, "grade_s": grade_s, "filtered": filtered,
             "sample_s": time.time() - t - grade_s, "order": order.state(),
             "curriculum": curriculum_metrics(order) if rl.curriculum else {}}
