@@ -1,7 +1,7 @@
 """How sampling work is laid out over engines and cores (pure functions; no engine started)."""
 
 from rlpractice.rollout.sampler import engine_cores
-from rlpractice.rollout.samplers import machine_slots, plan_calls
+from rlpractice.rollout.samplers import cores_left, machine_slots, plan_calls
 
 
 def test_a_step_is_split_evenly_over_the_engines():
@@ -22,3 +22,10 @@ def test_engines_on_one_machine_get_cores_of_their_own():
     assert engine_cores([4, 5, 6, 7, 2, 3], 1, 2) == [4, 5]  # sorted, then the slot's run of cores
     assert engine_cores([0, 1], 2, 1) is None  # too few cores: vLLM binds it itself
     assert engine_cores([0, 1, 2, 3], 0, 0.5) is None  # a fraction of a core cannot be pinned
+
+
+def test_the_learner_gets_the_cores_the_engines_leave_on_its_machine():
+    engines = [{"machine": "a", "cores": [0]}, {"machine": "b", "cores": [1]}]
+    assert cores_left([0, 1, 2, 3], engines, "a") == [1, 2, 3]
+    assert cores_left([0, 1], [{"machine": "a", "cores": [0]}, {"machine": "a", "cores": [1]}], "a") == []
+    assert cores_left([0, 1], [{"machine": "a", "cores": None}], "a") == []  # vLLM's binding: cores unknown

@@ -58,6 +58,7 @@ class SamplerActor:
 
     def ready(self) -> dict:
         return {"startup_s": self.startup_s, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "machine": ray.util.get_node_ip_address(),
                 "cores": self.cores,  # None: vLLM's own binding (a GPU engine, or too few cores on the machine)
                 "engine_in_process": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0",
                 "omp_threads": os.environ["OMP_NUM_THREADS"]}

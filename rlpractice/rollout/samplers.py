@@ -63,6 +63,16 @@ def engine_env(sampler: DictConfig) -> dict[str, str]:
     return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1"}
 
 
+def cores_left(available: list[int], engines: list[dict], machine: str) -> list[int]:
+    """The cores of `machine` that no engine there computes on (`engines`: the actors' `ready()` reports).
+    None of them when an engine there was left to vLLM's own binding: its cores are unknown."""
+    here = [info for info in engines if info["machine"] == machine]
+    if any(info["cores"] is None for info in here):
+        return []
+    used = {c for info in here for c in info["cores"]}
+    return [c for c in sorted(available) if c not in used]
+
+
 def machine_slots(machines: list[str]) -> list[int]:
     """For each engine, given the machine (IP address) each one was placed on: its index among the engines
     on that machine. Ray's virtual nodes on one machine share its cores, so they count as one machine."""
@@ -105,6 +115,10 @@ class Samplers:
             print(f"[sampler] a machine has fewer cores than its engines ask for ({sampler.num_cpus_per_sampler} "
                   "each): vLLM binds those engines itself, and engines on one machine may then share cores",
                   flush=True)
+
+    def cores_left_here(self) -> list[int]:
+        """The cores of this (the trainer's) machine that no engine computes on."""
+        return cores_left(sorted(os.sched_getaffinity(0)), self.info, ray.util.get_node_ip_address())
 
     def _core_slots(self) -> list[int | None]:
         """Each CPU engine's index among the engines on its machine (None for GPU engines)."""

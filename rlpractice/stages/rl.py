@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import resource
 import time
 from collections import deque
@@ -193,6 +194,8 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
     budget_spent = lambda: bool(rl.time_budget_s and time.time() - started >= rl.time_budget_s)  # noqa: E731
     bar = tqdm(range(first, rl.steps + 1), desc="rl", unit="step", dynamic_ncols=True, initial=first - 1,
                total=rl.steps)
+    if rl.max_staleness > 0 and model.device.type == "cpu":
+        learn_beside_engines(samplers.cores_left_here())
     batches = Prefetcher(lambda step: sample_job(samplers, pool, order, rl, algo, step), first, rl.steps,
                          rl.max_staleness)
     try:
@@ -211,6 +214,15 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
     finally:
         batches.close()
     return done
+
+
+def learn_beside_engines(cores: list[int]) -> None:
+    """Sampling ahead, the engines generate while the learner trains: on a CPU learner, keep it on the cores
+    the engines leave free (if any), so the two do not take turns on the same cores."""
+    if cores:
+        os.sched_setaffinity(0, cores)
+        torch.set_num_threads(len(cores))
+        print(f"[rl] sampling ahead: the learner computes on core(s) {cores}, beside the engines", flush=True)
 
 
 class Prefetcher:
