@@ -32,7 +32,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from rlpractice.rollout.sampler import engine_cores
+from rlpractice.rollout.sampler import engine_cores, set_engine_threads
 from rlpractice.rollout.samplers import engine_env, plan_calls
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +79,7 @@ def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, cores: list[int] | No
     from omegaconf import OmegaConf
 
     os.environ.update(engine_env(cfg.sampler))
-    if cores:
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
-    os.environ["OMP_NUM_THREADS"] = str(len(cores or os.sched_getaffinity(0)))
+    set_engine_threads(cores)
     from vllm import LLM, SamplingParams
 
     llm = LLM(model=checkpoint, seed=0, **OmegaConf.to_container(cfg.sampler.engine, resolve=True))

