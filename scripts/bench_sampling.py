@@ -7,7 +7,8 @@
   (c) HF transformers `generate` (what TRL uses without vLLM)
 
     .venv/bin/python scripts/bench_sampling.py [--checkpoint DIR] [--hidden 128 --layers 4 --heads 4]
-                                               [--samplers N] [--stop-at-eos] [--separate-engine-process]
+                                               [--samplers N] [--stop-at-eos] [--logprobs]
+                                               [--separate-engine-process]
 
 Without a checkpoint it builds a model of the given shape (default: the default model's; random
 weights: throughput does not depend on what the weights say). HF `generate` runs in two layouts: one
@@ -18,7 +19,12 @@ the same number of tokens; with --stop-at-eos completions end at end-of-text as 
 tokens/s counts the tokens it returned. --samplers sets the number of engines (`sampler.num_samplers`,
 default: the config's; each computes on `sampler.num_cpus_per_sampler` cores of its own). Writes
 runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `_s<N>` with --samplers,
-`_eos` with --stop-at-eos, `_mp` with --separate-engine-process) with the ratios.
+`_eos` with --stop-at-eos, `_lp` with --logprobs, `_mp` with --separate-engine-process) with the ratios.
+Without --logprobs no method returns log-probs, as in RL's default synchronous steps (vLLM's are asked for
+on every `rl.logprob_mismatch_every`-th step only); with it the vLLM runs return the sampled tokens'.
+HF `generate` runs in float32 (the learner's dtype) and in the engines' dtype (`sampler.engine.dtype`);
+the faster is the peer. The raw engines skip detokenization, as the actors' engines do (they decode
+once at the end).
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ def best_of(fn) -> tuple[float, int]:
     return min(runs)
 
 
-def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, cores: list[int] | None, barrier, results) -> None:
+def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, cores: list[int] | None, barrier,
+               results) -> None:
     """One vLLM engine in this (child) process, pinned to `cores` (None: vLLM's own binding), as an actor's
     would be; after a warm-up, REPEATS rounds that start together with the other engines' (`barrier`), each
     putting (round, start, end, tokens) on `results`."""
@@ -83,7 +90,8 @@ def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, cores: list[int] | No
     from vllm import LLM, SamplingParams
 
     llm = LLM(model=checkpoint, seed=0, **OmegaConf.to_container(cfg.sampler.engine, resolve=True))
-    params = SamplingParams(n=N, temperature=1.0, max_tokens=TOKENS, ignore_eos=ignore_eos, logprobs=0)
+    params = SamplingParams(n=N, temperature=1.0, max_tokens=TOKENS, ignore_eos=ignore_eos,
+                            logprobs=0 if logprobs else None, flat_logprobs=True, detokenize=False)
 
     def run() -> int:
         return sum(len(c.token_ids) for out in llm.generate(prompts, params, use_tqdm=False) for c in out.outputs)
@@ -100,7 +108,7 @@ def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, cores: list[int] | No
         llm.llm_engine.engine_core.shutdown()
 
 
-def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, engines: int) -> tuple[float, int]:
+def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, engines: int) -> tuple[float, int]:
     """(seconds, tokens) of the fastest round of `engines` raw engines, each in a spawned process of its own
     (an in-process engine pins its process's threads, which would slow the HF runs after it), the prompts
     shared out as `Samplers.sample` does; a round lasts from the first engine's start to the last one's end."""
@@ -111,7 +119,8 @@ def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, engines: int) -> tuple[
     cores = [engine_cores(sorted(os.sched_getaffinity(0)), slot, cpus) if engines > 1 else None
              for slot in range(len(shares))]
     barrier, results = ctx.Barrier(len(shares)), ctx.Queue()
-    children = [ctx.Process(target=raw_engine, args=(cfg, share, checkpoint, ignore_eos, c, barrier, results))
+    children = [ctx.Process(target=raw_engine, args=(cfg, share, checkpoint, ignore_eos, logprobs, c, barrier,
+                                                                 results))
                 for share, c in zip(shares, cores, strict=True)]
     for child in children:
         child.start()
@@ -122,25 +131,27 @@ def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, engines: int) -> tuple[
     return min((max(x[2] for x in rnd) - min(x[1] for x in rnd), sum(x[3] for x in rnd)) for rnd in rounds)
 
 
-def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool) -> tuple[float, int]:
+def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool) -> tuple[float, int]:
     from rlpractice.rollout.samplers import Samplers
 
     cfg.sampler.max_new_tokens = TOKENS
     samplers = Samplers(checkpoint, cfg.sampler, cfg.cluster, seed=0)
     try:
-        return best_of(lambda: sum(len(c[0]) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos)
+        return best_of(lambda: sum(len(c[0]) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos,
+                                                                                    logprobs=logprobs)
                                    for c in chunk["completions"]))
     finally:
         samplers.shutdown()
 
 
-def hf_generate(prompts, checkpoint, ignore_eos: bool) -> dict[str, tuple[float, int]]:
+def hf_generate(prompts, checkpoint, ignore_eos: bool, dtype: str) -> dict[str, tuple[float, int]]:
+    """Both layouts with the model in `dtype` (keys suffixed `_<dtype>` unless float32)."""
     import torch
 
     from rlpractice import model as policy
 
     model, tokenizer = policy.load(checkpoint)
-    model.eval()
+    model.to(getattr(torch, dtype)).eval()
     kw = dict(do_sample=True, temperature=1.0, max_new_tokens=TOKENS, min_new_tokens=TOKENS if ignore_eos else 0,
               pad_token_id=tokenizer.pad_token_id)
     eos = tokenizer.eos_token_id
@@ -164,7 +175,9 @@ def hf_generate(prompts, checkpoint, ignore_eos: bool) -> dict[str, tuple[float,
         with torch.no_grad():
             return generated(model.generate(**batch, **kw), batch["input_ids"].shape[1])
 
-    return {"hf_generate_per_prompt": best_of(per_prompt), "hf_generate_one_batch": best_of(one_batch)}
+    suffix = "" if dtype == "float32" else f"_{dtype}"
+    return {f"hf_generate_per_prompt{suffix}": best_of(per_prompt),
+            f"hf_generate_one_batch{suffix}": best_of(one_batch)}
 
 
 def main() -> None:
@@ -177,6 +190,8 @@ def main() -> None:
     parser.add_argument("--stop-at-eos", action="store_true",
                         help="completions end at end-of-text as in RL (use a trained --checkpoint); tokens/s then "
                              "counts the tokens each method returns")
+    parser.add_argument("--logprobs", action="store_true",
+                        help="the vLLM runs return each sampled token's log-prob (RL's steps with max_staleness > 0)")
     parser.add_argument("--separate-engine-process", action="store_true",
                         help="sampler.engine_in_process=false: each engine core in a process of its own (vLLM's "
                              "default)")
@@ -185,23 +200,24 @@ def main() -> None:
     if args.samplers:
         cfg.sampler.num_samplers = args.samplers
     cfg.sampler.engine_in_process = not args.separate_engine_process
-    engines, forced = cfg.sampler.num_samplers, not args.stop_at_eos
-    runs = {"raw_vllm_one_engine": raw_vllm(cfg, prompts, checkpoint, forced, 1)}
+    engines, forced, lp = cfg.sampler.num_samplers, not args.stop_at_eos, args.logprobs
+    runs = {"raw_vllm_one_engine": raw_vllm(cfg, prompts, checkpoint, forced, lp, 1)}
     if engines > 1:
-        runs["raw_vllm_same_engines"] = raw_vllm(cfg, prompts, checkpoint, forced, engines)
-    runs["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint, forced)
-    runs.update(hf_generate(prompts, checkpoint, forced))
+        runs["raw_vllm_same_engines"] = raw_vllm(cfg, prompts, checkpoint, forced, lp, engines)
+    runs["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint, forced, lp)
+    for dtype in dict.fromkeys(["float32", cfg.sampler.engine.dtype]):
+        runs.update(hf_generate(prompts, checkpoint, forced, dtype))
     import torch  # not at the top: the raw engines' processes must set their threads before torch loads
 
     seconds = {k: v[0] for k, v in runs.items()}
     rate = {k: tokens / secs for k, (secs, tokens) in runs.items()}
-    hf_best = max(rate["hf_generate_per_prompt"], rate["hf_generate_one_batch"])
+    hf_best = max(v for k, v in rate.items() if k.startswith("hf_generate"))
     result = {
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
                   "checkpoint": checkpoint, "params": params, "torch_threads": torch.get_num_threads(),
                   "engines": engines, "cpus_per_engine": cfg.sampler.num_cpus_per_sampler,
-                  "engine_in_process": cfg.sampler.engine_in_process},
-        "completions_end_at_eos": not forced, "seconds": seconds,
+                  "engine_in_process": cfg.sampler.engine_in_process, "engine_dtype": cfg.sampler.engine.dtype},
+        "completions_end_at_eos": not forced, "vllm_logprobs": lp, "seconds": seconds,
         "tokens": {k: v[1] for k, v in runs.items()}, "tokens_per_second": rate,
         # Ray's cost: the actors against the same engines without Ray
         "ratio_actors_vs_raw_vllm": rate["rlpractice_ray_actors"] / rate.get("raw_vllm_same_engines",
@@ -213,7 +229,7 @@ def main() -> None:
     name = "sampling" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
         f"sampling_h{args.hidden}_l{args.layers}"
     name += ("" if args.samplers is None else f"_s{args.samplers}") + ("" if forced else "_eos") + \
-        ("_mp" if args.separate_engine_process else "")
+        ("_lp" if lp else "") + ("_mp" if args.separate_engine_process else "")
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 

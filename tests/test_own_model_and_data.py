@@ -45,7 +45,9 @@ def test_rl_on_your_own_hf_checkpoint(tmp_path):
                       "textbook.worked=50", "textbook.practice=16", "textbook.heldout=4", *SMALL_RUN,
                       # two steps, the first one moving the weights a lot (an entropy bonus acts even when
                       # every reward is 0), so step 2 shows whether the engines got the new weights
-                      "rl.steps=2", "rl.logprob_mismatch_every=1", "algo.entropy_coef=0.01", "algo.lr=0.01",
+                      "rl.steps=2", "rl.logprob_mismatch_every=1",
+                      "sampler.engine.dtype=float32",  # the learner's: the mismatch below is then ~0
+                      "algo.entropy_coef=0.01", "algo.lr=0.01",
                       f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"[model] loaded {ckpt}" in result.stdout and "[pretrain]" not in result.stdout
