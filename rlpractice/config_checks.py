@@ -73,6 +73,8 @@ def check(cfg: DictConfig) -> None:
                         f"engines x sampler.num_cpus_per_sampler={cfg.sampler.num_cpus_per_sampler} need {wanted:g} "
                         f"CPUs, the local Ray instance has cluster.num_cpus={cfg.cluster.num_cpus}; lower one or "
                         "raise cluster.num_cpus")
+    if cfg.learner.bf16 not in ("auto", True, False):
+        raise UserError(f"config key learner.bf16={cfg.learner.bf16!r}: expected auto, true or false")
     if not isinstance(cfg.learner.share_prompts, bool):
         raise UserError(f"config key learner.share_prompts={cfg.learner.share_prompts!r}: expected true or false")
     if cfg.sampler.temperature == 0 and max(cfg.rl.samples_per_prompt, cfg.eval.samples_per_problem) > 1:

@@ -40,6 +40,29 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def place(model, device_name: str) -> None:
+    """Move the policy to `learner.device`. On a CPU its attention runs as plain matmuls (HF "eager"):
+    as fast as SDPA in fp32 here, while SDPA's CPU kernel under bf16 autocast took 4x longer backward."""
+    device = pick_device(device_name)
+    model.to(device)
+    if device.type == "cpu":
+        model.set_attn_implementation("eager")
+
+
+def use_bf16(setting: str | bool, device: torch.device) -> bool:
+    """`learner.bf16`: auto = on CUDA, and on a CPU with native bf16 matmuls (AVX512-BF16 or AMX; without
+    them bf16 is emulated and slower than fp32); true / false force it."""
+    if setting == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and torch.cpu._is_avx512_bf16_supported())
+    return bool(setting)
+
+
+def autocast(device: torch.device | str, bf16: bool):
+    """The forward's precision: bf16 autocast (fp32 weights, gradients and optimizer; log-probs are
+    taken in fp32 from the logits), or plain fp32."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
+
+
 def microbatches(lengths: list[int], token_budget: int) -> list[list[int]]:
     """Indices grouped so each micro-batch's padded size (rows x longest) stays within the budget.
 
@@ -74,11 +97,11 @@ def collate(seqs: list[Sequence], pad_id: int, device: torch.device | str = "cpu
 
 
 def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: bool = False,
-                   entropy_grad: bool = False):
+                   entropy_grad: bool = False, bf16: bool = False):
     """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1] (and, if asked, the entropy of each of
-    those next-token distributions, same shape; differentiable only with `entropy_grad`)."""
-    # On a GPU the forward runs in bf16 autocast (fp32 weights and optimizer); log-probs are taken in fp32.
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=ids.is_cuda):
+    those next-token distributions, same shape; differentiable only with `entropy_grad`). `bf16`: the
+    forward in bf16 autocast."""
+    with autocast(ids.device, bf16):
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
     logp = -F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     if not with_entropy:
@@ -95,7 +118,7 @@ def prompt_length(s: Sequence) -> int:
 
 
 def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: torch.device | str,
-                           with_entropy: bool = False, entropy_grad: bool = False):
+                           with_entropy: bool = False, entropy_grad: bool = False, bf16: bool = False):
     """`token_logprobs` of a micro-batch, laid out exactly like `collate`'s [B, T-1], computed with each
     distinct prompt run once: a forward over the prompts fills a KV cache, whose rows are then repeated
     for every sequence continuing that prompt, and a second forward runs only the completions on top.
@@ -120,7 +143,7 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
         attn[row, : start] = 1
         attn[row, prompt_width : prompt_width + comp_lens[row]] = 1
     rows, start_col = torch.tensor(owner, device=device), torch.tensor(starts).unsqueeze(1)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
+    with autocast(device, bf16):
         # right-padded prompts need no mask: causal attention keeps real tokens off the pads after them
         first = model(input_ids=prompt_ids.to(device), use_cache=True, past_key_values=DynamicCache())
         last = first.logits[torch.arange(len(prompts)), torch.tensor([len(p) for p in prompts]) - 1]
@@ -147,12 +170,12 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
 
 
 def _forward(model, batch: list[Sequence], pad_id: int, device, share_prompts: bool, with_entropy: bool = False,
-             entropy_grad: bool = False):
+             entropy_grad: bool = False, bf16: bool = False):
     """(log-probs[, entropy], target mask) of one micro-batch, by either path (same values)."""
     ids, attn, target = collate(batch, pad_id, device)
     if share_prompts:
-        return shared_prompt_logprobs(model, batch, pad_id, device, with_entropy, entropy_grad), target
-    return token_logprobs(model, ids, attn, with_entropy, entropy_grad), target
+        return shared_prompt_logprobs(model, batch, pad_id, device, with_entropy, entropy_grad, bf16), target
+    return token_logprobs(model, ids, attn, with_entropy, entropy_grad, bf16), target
 
 
 def _microbatches(seqs: list[Sequence], token_budget: int, share_prompts: bool) -> list[list[int]]:
@@ -161,8 +184,10 @@ def _microbatches(seqs: list[Sequence], token_budget: int, share_prompts: bool) 
     return microbatches([len(s.ids) - (prompt_length(s) if share_prompts else 0) for s in seqs], token_budget)
 
 
-def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float) -> float:
-    """One optimiser step of masked next-token cross-entropy (mean over all target tokens)."""
+def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float,
+            bf16: bool = False) -> float:
+    """One optimiser step of masked next-token cross-entropy (mean over all target tokens); `bf16`: the
+    forward in bf16 autocast (`use_bf16`)."""
     model.train()
     device = model.device
     total_targets = sum(sum(s.loss_mask[1:]) for s in seqs)
@@ -170,7 +195,7 @@ def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: i
     loss_sum = 0.0
     for idx in microbatches([len(s.ids) for s in seqs], token_budget):
         ids, attn, target = collate([seqs[i] for i in idx], pad_id, device)
-        nll = -(token_logprobs(model, ids, attn) * target).sum() / max(total_targets, 1)
+        nll = -(token_logprobs(model, ids, attn, bf16=bf16) * target).sum() / max(total_targets, 1)
         nll.backward()
         loss_sum += nll.item()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -180,13 +205,13 @@ def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: i
 
 @torch.no_grad()
 def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: int,
-                      share_prompts: bool = False) -> list[torch.Tensor]:
+                      share_prompts: bool = False, bf16: bool = False) -> list[torch.Tensor]:
     """Per-sequence tensors of target-token log-probs (e.g. the sampling policy's, before updating)."""
     model.eval()
     device = model.device
     out: list[torch.Tensor | None] = [None] * len(seqs)
     for idx in _microbatches(seqs, token_budget, share_prompts):
-        lp = _forward(model, [seqs[i] for i in idx], pad_id, device, share_prompts)[0].cpu()
+        lp = _forward(model, [seqs[i] for i in idx], pad_id, device, share_prompts, bf16=bf16)[0].cpu()
         for row, i in enumerate(idx):
             out[i] = lp[row, : len(seqs[i].ids) - 1]
     return out  # type: ignore[return-value]
@@ -196,7 +221,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
                          pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
                          aggregation: str, num_sequences: int, max_tokens: int, ratio_level: str = "token",
                          ref_logps: list[torch.Tensor] | None = None, kl_coef: float = 0.0, kl_estimator: str = "k3",
-                         entropy_coef: float = 0.0, share_prompts: bool = False) -> dict:
+                         entropy_coef: float = 0.0, share_prompts: bool = False, bf16: bool = False) -> dict:
     """One optimiser step of the clipped surrogate over `seqs`.
 
     `num_sequences` counts the whole batch, including sequences left out because their advantage is 0
@@ -205,6 +230,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     With `ref_logps` (a frozen reference policy's log-probs), `kl_coef * KL` is added per token (k1 or k3
     estimator); `entropy_coef * entropy` is subtracted per token (an entropy bonus).
     `share_prompts` computes each distinct prompt once per micro-batch (`shared_prompt_logprobs`).
+    `bf16` runs the forward in bf16 autocast (`use_bf16`).
     """
     if ratio_level not in ("token", "sequence"):
         raise UserError(f"unknown algo.ratio_level {ratio_level!r}: use token or sequence")
@@ -220,7 +246,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     for idx in _microbatches(seqs, token_budget, share_prompts):
         batch = [seqs[i] for i in idx]
         (logp, entropy), target = _forward(model, batch, pad_id, device, share_prompts, with_entropy=True,
-                                           entropy_grad=entropy_coef > 0)
+                                           entropy_grad=entropy_coef > 0, bf16=bf16)
         old = logp.detach() if old_logps is None else _padded(old_logps, idx, logp)  # None: fresh samples
         adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)
         token_logp = logp

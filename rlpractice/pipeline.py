@@ -24,7 +24,7 @@ from rlpractice.config_checks import check, check_writable
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
-from rlpractice.learner import pick_device
+from rlpractice.learner import place
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.pretrain import run_pretrain
 from rlpractice.stages.rl import run_rl
@@ -90,7 +90,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed, ckpt / "pretrain_steps")
             policy.save(model, tokenizer, ckpt / "pretrain")
             shutil.rmtree(ckpt / "pretrain_steps", ignore_errors=True)  # the final checkpoint replaces them
-        model.to(pick_device(cfg.learner.device))
+        place(model, cfg.learner.device)
         book = with_chat_template(book, tokenizer, cfg.model)
         if done is None or done.name == "pretrain":
             if cfg.sft.steps > 0 and book.worked:

@@ -18,12 +18,12 @@ from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
 
 
-def one_of_each(model, seqs: list[Sequence], pad_id: int) -> dict:
+def one_of_each(model, seqs: list[Sequence], pad_id: int, bf16: bool) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sft = lm_step(model, opt, seqs, pad_id, token_budget=4096, grad_clip=1.0)
+    sft = lm_step(model, opt, seqs, pad_id, token_budget=4096, grad_clip=1.0, bf16=bf16)
     rl = policy_gradient_step(model, opt, seqs, None, pad_id=pad_id, token_budget=4096, grad_clip=1.0,
                               eps_low=0.2, eps_high=0.2, aggregation="token_mean", num_sequences=len(seqs),
-                              max_tokens=64)
+                              max_tokens=64, bf16=bf16)
     return {"sft_loss": sft, "rl_loss": rl["loss"], "rl_grad_norm": rl["grad_norm"]}
 
 
@@ -38,7 +38,8 @@ def main() -> None:
     for i, p in enumerate(book.worked[:32]):
         prompt, solution = tok(p.prompt)["input_ids"], tok(p.solution)["input_ids"] + [tok.eos_token_id]
         seqs.append(Sequence(prompt + solution, [0] * len(prompt) + [1] * len(solution), advantage=(-1) ** i))
-    cpu, gpu = one_of_each(cpu_model, seqs, tok.pad_token_id), one_of_each(gpu_model, seqs, tok.pad_token_id)
+    cpu = one_of_each(cpu_model, seqs, tok.pad_token_id, bf16=False)  # the fp32 reference
+    gpu = one_of_each(gpu_model, seqs, tok.pad_token_id, bf16=True)  # learner.bf16=auto on CUDA
     gaps = {k: abs(gpu[k] - cpu[k]) / max(abs(cpu[k]), 1e-8) for k in cpu}
     result = {"device": torch.cuda.get_device_name(), "cpu": cpu, "cuda_bf16_autocast": gpu, "relative_gap": gaps}
     text = json.dumps(result, indent=2)

@@ -208,3 +208,48 @@ def test_shared_prompt_forward_refuses_a_sequence_without_a_prompt():
     model, tok = _tiny()
     with pytest.raises(ValueError, match="no prompt"):
         shared_prompt_logprobs(model, [Sequence([4, 5, 6], [1, 1, 1])], tok.pad_token_id, "cpu")
+
+
+def test_eager_attention_on_cpu_gives_the_same_logprobs_as_sdpa():
+    """`place` switches a CPU policy to eager attention (faster under bf16): the same function in fp32,
+    on both paths (the shared-prompt one attends to a KV cache with a mask)."""
+    from rlpractice.learner import place, sequence_logprobs
+
+    seqs = _groups_of_samples()
+    model, tok = _tiny()
+    sdpa = [sequence_logprobs(model, seqs, tok.pad_token_id, 10_000, share_prompts=s) for s in (False, True)]
+    place(model, "cpu")
+    assert model.config._attn_implementation == "eager"
+    eager = [sequence_logprobs(model, seqs, tok.pad_token_id, 10_000, share_prompts=s) for s in (False, True)]
+    for a, b in zip(sdpa, eager, strict=True):
+        assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b, strict=True))
+
+
+def test_bf16_autocast_step_stays_close_to_fp32_and_keeps_fp32_weights():
+    from rlpractice.learner import place
+
+    seqs = _groups_of_samples()
+    out, grads = [], []
+    for bf16 in (False, True):
+        model, tok = _tiny()
+        place(model, "cpu")
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        out.append(policy_gradient_step(model, opt, seqs, None, pad_id=tok.pad_token_id, token_budget=10_000,
+                                        grad_clip=1e9, eps_low=0.2, eps_high=0.2, aggregation="token_mean",
+                                        num_sequences=len(seqs), max_tokens=8, entropy_coef=0.01, share_prompts=True,
+                                        bf16=bf16))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
+    assert out[1]["entropy"] == pytest.approx(out[0]["entropy"], rel=0.02)
+    cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cosine > 0.99 and not torch.equal(grads[0], grads[1])  # bf16 really ran, and points the same way
+
+
+def test_bf16_setting():
+    from rlpractice.learner import use_bf16
+
+    cpu = torch.device("cpu")
+    assert use_bf16("auto", cpu) == torch.cpu._is_avx512_bf16_supported()
+    assert use_bf16("auto", torch.device("cuda")) is True
+    assert use_bf16(True, cpu) is True and use_bf16(False, torch.device("cuda")) is False

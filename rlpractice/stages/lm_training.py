@@ -24,8 +24,9 @@ def resume_point(cfg: DictConfig, steps_dir: Path | None) -> Path | None:
 
 
 def train_lm(stage: str, s: DictConfig, model, tokenizer, data: list[Sequence], tracker, seed: int,
-             steps_dir: Path | None, resume_from: Path | None) -> None:
-    """Steps 1..s.steps on `data` (or from the step after `resume_from`, whose weights `model` already holds)."""
+             steps_dir: Path | None, resume_from: Path | None, bf16: bool = False) -> None:
+    """Steps 1..s.steps on `data` (or from the step after `resume_from`, whose weights `model` already holds);
+    `bf16`: forwards in bf16 autocast."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95))
     schedule = get_cosine_schedule_with_warmup(optimizer, s.warmup_steps, s.steps)
     rng = random.Random(seed)  # draws the batches: its state is the data position
@@ -43,7 +44,7 @@ def train_lm(stage: str, s: DictConfig, model, tokenizer, data: list[Sequence], 
                total=s.steps)
     for step in bar:
         batch = rng.sample(data, min(s.batch_size, len(data)))
-        loss = lm_step(model, optimizer, batch, tokenizer.pad_token_id, s.token_budget, s.grad_clip)
+        loss = lm_step(model, optimizer, batch, tokenizer.pad_token_id, s.token_budget, s.grad_clip, bf16)
         schedule.step()
         bar.set_postfix(loss=f"{loss:.3f}")
         logged = step % s.log_every == 0 or step == s.steps

@@ -31,7 +31,7 @@ from rlpractice.checkpoint import load_state, save_state
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import is_failure
-from rlpractice.learner import Sequence, lm_step, policy_gradient_step, sequence_logprobs
+from rlpractice.learner import Sequence, lm_step, place, policy_gradient_step, sequence_logprobs, use_bf16
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.practice import PracticeOrder
 from rlpractice.textbook.problems import Problem
@@ -97,14 +97,16 @@ def sample_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, pr
 
 
 def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo: DictConfig, pad_id: int,
-                  max_tokens: int, ref_model=None, off_policy: bool = False, share_prompts: bool = True) -> dict:
+                  max_tokens: int, ref_model=None, off_policy: bool = False, share_prompts: bool = True,
+                  bf16: bool = False) -> dict:
     """`algo.num_iterations` passes over the samples; each pass takes `algo.minibatches` optimiser steps,
     each on a slice of the groups. The ratio is taken against the sampling policy's log-probs
     (recomputed by the learner before the first update when there is more than one update). With
     `off_policy` (samples drawn by an older policy, rl.max_staleness > 0) the ratio is taken against the
     log-probs the vLLM engine reported for the tokens it sampled: the importance correction for staleness.
     `ref_model` (only when algo.kl_coef > 0) is the frozen reference for the KL penalty.
-    `share_prompts` (learner.share_prompts) runs each group's prompt once per micro-batch."""
+    `share_prompts` (learner.share_prompts) runs each group's prompt once per micro-batch; `bf16` runs the
+    forwards in bf16 autocast."""
     parts = [part.tolist() for part in np.array_split(np.arange(len(groups)), algo.minibatches) if len(part)]
     # A zero-advantage sample adds nothing to the policy-gradient term; unless a KL or entropy term
     # applies, skipping it saves compute and changes nothing.
@@ -123,9 +125,9 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
     if off_policy:
         olds = [behaviour_logprobs(seqs) for seqs in part_seqs]
     else:
-        olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget, share_prompts)
+        olds = [sequence_logprobs(model, seqs, pad_id, algo.token_budget, share_prompts, bf16)
                 if several_updates and seqs else None for seqs in part_seqs]
-    refs = [sequence_logprobs(ref_model, seqs, pad_id, algo.token_budget, share_prompts)
+    refs = [sequence_logprobs(ref_model, seqs, pad_id, algo.token_budget, share_prompts, bf16)
             if ref_model is not None and seqs else None for seqs in part_seqs]
     steps: list[dict] = []
     for _ in range(algo.num_iterations):
@@ -136,7 +138,8 @@ def update_policy(model, optimizer, groups: list[dict], adv: torch.Tensor, algo:
                     grad_clip=algo.grad_clip, eps_low=algo.epsilon_low, eps_high=algo.epsilon_high,
                     aggregation=algo.loss_aggregation, num_sequences=len(part) * adv.shape[1],
                     max_tokens=max_tokens, ratio_level=algo.ratio_level, ref_logps=ref, kl_coef=algo.kl_coef,
-                    kl_estimator=algo.kl_estimator, entropy_coef=algo.entropy_coef, share_prompts=share_prompts))
+                    kl_estimator=algo.kl_estimator, entropy_coef=algo.entropy_coef, share_prompts=share_prompts,
+                    bf16=bf16))
     keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if ref_model is not None else [])
     out = {k: float(np.mean([m[k] for m in steps])) if steps else 0.0 for k in keys}
     # measured on the first update only: that is when the learner's weights are the sampler's
@@ -153,7 +156,7 @@ def behaviour_logprobs(seqs: list[Sequence]) -> list[torch.Tensor]:
     return [torch.tensor([0.0] * (len(s.ids) - 1 - len(s.sampler_logps)) + list(s.sampler_logps)) for s in seqs]
 
 
-def rft_update(model, optimizer, groups: list[dict], algo: DictConfig, pad_id: int) -> dict:
+def rft_update(model, optimizer, groups: list[dict], algo: DictConfig, pad_id: int, bf16: bool = False) -> dict:
     """Best-of-correct (rejection-sampling fine-tuning): keep the correct samples (all, or the shortest
     per problem) and take one SFT step on them. The simplest form of practice: do what worked."""
     seqs = []
@@ -162,7 +165,7 @@ def rft_update(model, optimizer, groups: list[dict], algo: DictConfig, pad_id: i
         if algo.rft_keep == "shortest" and correct:
             correct = [min(correct, key=lambda s: len(s.ids))]
         seqs += [Sequence(g["prompt_ids"] + s.ids, [0] * len(g["prompt_ids"]) + [1] * len(s.ids)) for s in correct]
-    loss = lm_step(model, optimizer, seqs, pad_id, algo.token_budget, algo.grad_clip) if seqs else 0.0
+    loss = lm_step(model, optimizer, seqs, pad_id, algo.token_budget, algo.grad_clip, bf16) if seqs else 0.0
     return {"loss": loss, "optimizer_steps": int(bool(seqs)), "learned_sequences": len(seqs)}
 
 
@@ -170,7 +173,8 @@ def reference_model(model, run_dir: Path):
     """A frozen copy of the policy RL starts from (the SFT checkpoint when resuming), for the KL term."""
     sft_dir = run_dir / "checkpoints" / "sft"
     ref = policy.load(sft_dir)[0] if (sft_dir / "config.json").is_file() else copy.deepcopy(model)
-    return ref.to(model.device).eval().requires_grad_(False)
+    place(ref, str(model.device))
+    return ref.eval().requires_grad_(False)
 
 
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
@@ -284,6 +288,7 @@ def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model,
              batches: Prefetcher, tracker, run_dir: Path, last: Callable[[], bool]) -> dict:
     """One RL step: take the sampled, graded batch; learn; sync the weights; checkpoint; log."""
     rl, algo = cfg.rl, cfg.algo
+    bf16 = use_bf16(cfg.learner.bf16, model.device)
     t0 = time.time()
     batch = batches.get()
     problems, groups = batch["problems"], batch["groups"]
@@ -296,12 +301,12 @@ def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model,
                         f"(first reason: {groups[0]['samples'][0].reason}); stopping instead of "
                         "training on garbage")
     if algo.name == "rft":
-        learn = rft_update(model, optimizer, groups, algo, tokenizer.pad_token_id)
+        learn = rft_update(model, optimizer, groups, algo, tokenizer.pad_token_id, bf16)
     else:
         adv = advantages(rewards, algo.advantage, algo.scale_by_std)
         learn = update_policy(model, optimizer, groups, adv, algo, tokenizer.pad_token_id,
                               cfg.sampler.max_new_tokens, ref_model, off_policy=rl.max_staleness > 0,
-                              share_prompts=cfg.learner.share_prompts)
+                              share_prompts=cfg.learner.share_prompts, bf16=bf16)
     t_learned = time.time()
     sync_dir = run_dir / "policy_sync"
     model.save_pretrained(sync_dir, safe_serialization=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice import model as policy
-from rlpractice.learner import Sequence
+from rlpractice.learner import Sequence, place, use_bf16
 from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.textbook.problems import Problem
 
@@ -23,8 +23,11 @@ def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, s
             steps_dir: Path | None = None):
     """Returns the trained model: `model`, or on resume the one loaded from the stage's last checkpoint."""
     resume_from = resume_point(cfg, steps_dir)
+    device = str(model.device)
     if resume_from is not None:
-        model = policy.load(resume_from)[0].to(model.device)
+        model = policy.load(resume_from)[0]
+    place(model, device)  # both ways the same attention implementation (bitwise-equal resumes)
     data = [worked_sequence(p, tokenizer) for p in worked]
-    train_lm("sft", cfg.sft, model, tokenizer, data, tracker, seed, steps_dir, resume_from)
+    train_lm("sft", cfg.sft, model, tokenizer, data, tracker, seed, steps_dir, resume_from,
+             use_bf16(cfg.learner.bf16, model.device))
     return model
