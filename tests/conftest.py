@@ -28,3 +28,23 @@ def run_cli(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.fixture
 def tiny_args():
     return list(TINY)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need a CUDA device; without one they are deselected (CI runs on CPU), and said so."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if "gpu" not in item.keywords]
+        config._rlpractice_gpu_deselected = len(gpu)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_rlpractice_gpu_deselected", 0)
+    if n:
+        terminalreporter.write_line(f"{n} GPU tests deselected: no CUDA device here (run them on a GPU box: "
+                                    "python -m pytest -m gpu)")
