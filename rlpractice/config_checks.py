@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rlpractice.errors import UserError
+from rlpractice.learner import pick_device
 
 # key -> (type, smallest allowed value); a float key also accepts an int
 NUMBERS = {
@@ -77,6 +78,11 @@ def check(cfg: DictConfig) -> None:
         raise UserError(f"config key learner.bf16={cfg.learner.bf16!r}: expected auto, true or false")
     if not isinstance(cfg.learner.share_prompts, bool):
         raise UserError(f"config key learner.share_prompts={cfg.learner.share_prompts!r}: expected true or false")
+    if cfg.sampler.weight_sync == "cuda_ipc" and (not cfg.sampler.num_gpus_per_sampler
+                                                  or pick_device(cfg.learner.device).type != "cuda"):
+        raise UserError("config key sampler.weight_sync=cuda_ipc: the engines read the weights from the learner's GPU "
+                        "memory, so it needs the learner on a CUDA GPU (learner.device) and GPU engines on the same "
+                        "machine (sampler=vllm_gpu); use filesystem or object_store")
     if cfg.sampler.temperature == 0 and max(cfg.rl.samples_per_prompt, cfg.eval.samples_per_problem) > 1:
         raise UserError("config key sampler.temperature=0 is greedy decoding: every sample of a group would be the "
                         "same (and vLLM refuses n > 1); use a temperature > 0 for RL and evaluation")

@@ -20,6 +20,7 @@ from tests.conftest import ROOT, run_cli
     ("sampler.num_samplers=3", "sampler.num_samplers=3: 3 engines x sampler.num_cpus_per_sampler=1 need 3 CPUs"),
     ("learner.share_prompts=maybe", "learner.share_prompts='maybe': expected true or false"),
     ("learner.bf16=sometimes", "learner.bf16='sometimes': expected auto, true or false"),
+    ("sampler.weight_sync=cuda_ipc", "sampler.weight_sync=cuda_ipc: the engines read the weights"),
 ])
 def test_bad_values_name_their_key(override, message):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

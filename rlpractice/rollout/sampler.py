@@ -72,6 +72,8 @@ class SamplerActor:
                 write_files(update, weights)
             engine_kwargs = {**engine_kwargs, "tokenizer": weights}
         self.llm = LLM(model=weights, seed=seed, **engine_kwargs)
+        if "weight_transfer_config" in engine_kwargs:  # weight_sync=cuda_ipc (rollout/weight_transfer.py)
+            self.llm.init_weight_transfer_engine({"init_info": {"packed": False}})
         self.startup_s = time.time() - start
 
     def ready(self) -> dict:
@@ -118,4 +120,13 @@ class SamplerActor:
         if isinstance(weights, dict):
             weights = write_files(weights, self.local_dir)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": weights})
+        return time.time() - start
+
+    def receive_weights(self, update_info: dict) -> float:
+        """Swap in new weights read from the learner's GPU memory (weight_sync=cuda_ipc): `update_info` from
+        `weight_transfer.ipc_payload`, loaded by vLLM's IPC weight-transfer engine."""
+        start = time.time()
+        self.llm.start_weight_update()
+        self.llm.update_weights({"update_info": update_info})
+        self.llm.finish_weight_update()
         return time.time() - start

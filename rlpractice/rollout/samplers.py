@@ -18,6 +18,7 @@ from ray.util.placement_group import placement_group, placement_group_table, rem
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlpractice.caches import CACHE_VARIABLES
+from rlpractice.rollout import weight_transfer
 from rlpractice.rollout.sampler import SamplerActor
 
 
@@ -53,14 +54,15 @@ def plan_calls(num_prompts: int, n: int, per_request: int, per_call: int, engine
 MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not something to retry forever
 # How new weights reach the engines: `filesystem` (a path every node can read: one machine, or a shared
 # disk) or `object_store` (the safetensors bytes go through Ray's object store: any cluster).
-WEIGHT_SYNC = ("filesystem", "object_store")
+WEIGHT_SYNC = ("filesystem", "object_store", "cuda_ipc")
 
 
 def engine_env(sampler: DictConfig) -> dict[str, str]:
     """Environment variables an engine's process needs for the `sampler` group (vLLM reads these knobs
     from the environment, not from its arguments). The cores a CPU engine computes on are set by the
     actor itself (`engine_cores`): they depend on where Ray placed it."""
-    return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1"}
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1"}
+    return {**env, **weight_transfer.ENGINE_ENV} if sampler.weight_sync == "cuda_ipc" else env
 
 
 def cores_left(available: list[int], engines: list[dict], machine: str) -> list[int]:
@@ -92,6 +94,9 @@ class Samplers:
         self.engine_kwargs = {**OmegaConf.to_container(sampler.engine, resolve=True), "tokenizer": model_dir}
         if sampler.weight_sync not in WEIGHT_SYNC:
             raise ValueError(f"sampler.weight_sync={sampler.weight_sync!r}; choose one of {WEIGHT_SYNC}")
+        if sampler.weight_sync == "cuda_ipc":
+            self.engine_kwargs.update(weight_transfer.ENGINE_KWARGS)
+        self.model = None  # the learner's policy, once synced through CUDA IPC (for engines restarted later)
         self.base = self._ship(model_dir, everything=True)  # the first checkpoint, tokenizer included
         self.update = None  # the latest synced weights (object store), for engines started later
         self.weights_dir = model_dir
@@ -144,6 +149,8 @@ class Samplers:
             ray.kill(actor)
             self.actors[slot] = self._start(slot)
             ray.get(self.actors[slot].ready.remote())
+            if self.model is not None:  # cuda_ipc: the checkpoint it started from is older than the policy
+                self._send_ipc([self.actors[slot]])
             self.restarts += 1
             print(f"[sampler] engine {slot} died ({type(error).__name__}); restarted it with the current "
                   f"weights and retried its requests (restart {self.restarts})", flush=True)
@@ -191,6 +198,25 @@ class Samplers:
         if not everything:
             files = [p for p in files if p.suffix == ".safetensors" or p.name == "config.json"]
         return ray.put({p.name: p.read_bytes() for p in files})
+
+    def sync_from(self, model, sync_dir: Path) -> float:
+        """Every engine serves `model`'s current weights when this returns; seconds taken (max over engines).
+        cuda_ipc: the engines read them from the learner's GPU memory; otherwise `model` is saved to `sync_dir`
+        first and shipped from there (`sync_weights`)."""
+        if self.sampler.weight_sync == "cuda_ipc":
+            self.model = model
+            return self._send_ipc(self.actors)
+        model.save_pretrained(sync_dir, safe_serialization=True)
+        return self.sync_weights(sync_dir)
+
+    def _send_ipc(self, actors: list) -> float:
+        import torch
+
+        info, tensors = weight_transfer.ipc_payload(self.model)
+        seconds = max(ray.get([a.receive_weights.remote(info) for a in actors]))
+        del tensors  # every engine has copied them
+        torch.cuda.ipc_collect()
+        return seconds
 
     def sync_weights(self, weights_dir: str) -> float:
         """Every engine serves the weights in `weights_dir` when this returns; seconds taken (max)."""

@@ -308,9 +308,7 @@ def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model,
                               cfg.sampler.max_new_tokens, ref_model, off_policy=rl.max_staleness > 0,
                               share_prompts=cfg.learner.share_prompts, bf16=bf16)
     t_learned = time.time()
-    sync_dir = run_dir / "policy_sync"
-    model.save_pretrained(sync_dir, safe_serialization=True)
-    samplers.sync_weights(sync_dir)  # with sampling ahead, Ray runs it after the generation under way
+    samplers.sync_from(model, run_dir / "policy_sync")  # with sampling ahead, runs after the generation under way
     t_end = time.time()
 
     lengths = [len(s.ids) for g in groups for s in g["samples"]]
