@@ -103,12 +103,19 @@ def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: b
     those next-token distributions, same shape; differentiable only with `entropy_grad`). `bf16`: the
     forward in bf16 autocast."""
     with autocast(ids.device, bf16):
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-    logp = -F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+    return logp_and_entropy(logits, ids[:, 1:], with_entropy, entropy_grad)
+
+
+def logp_and_entropy(logits: torch.Tensor, targets: torch.Tensor, with_entropy: bool = False,
+                     entropy_grad: bool = False):
+    """log p(targets) under `logits` [B, T, V] (and, if asked, each position's entropy), in fp32 from one
+    log-softmax: over a large vocabulary every [B, T, V] pass and copy counts in time and memory."""
+    log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32)  # fp32 even from bf16 logits, no extra copy
+    logp = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     if not with_entropy:
         return logp
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        log_probs = F.log_softmax(logits, dim=-1)
         entropy = -(log_probs.exp() * log_probs).sum(-1)
     return logp, entropy
 
@@ -154,8 +161,9 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
         rest = model(input_ids=comp_ids.to(device), attention_mask=attn.to(device),
                      position_ids=positions.to(device), past_key_values=cache, use_cache=True)
         # logits predicting completion token k: the prompt's last position for k = 0, else completion k-1
-        logits = torch.cat([last[rows].unsqueeze(1), rest.logits[:, :-1]], dim=1).float()
-    comp_logp = -F.cross_entropy(logits.transpose(1, 2), comp_ids.to(device), reduction="none")
+        logits = torch.cat([last[rows].unsqueeze(1), rest.logits[:, :-1]], dim=1)
+    comp = logp_and_entropy(logits, comp_ids.to(device), with_entropy, entropy_grad)
+    comp_logp, comp_entropy = comp if with_entropy else (comp, None)
     # back to collate's layout: position t predicts token t+1, so completion token k sits at start - 1 + k
     width = max(len(s.ids) for s in seqs)
     k = torch.arange(width - 1).unsqueeze(0) - (start_col - 1)
@@ -164,10 +172,7 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
     logp = comp_logp.gather(1, index) * valid
     if not with_entropy:
         return logp
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        log_probs = F.log_softmax(logits, dim=-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1).gather(1, index) * valid
-    return logp, entropy
+    return logp, comp_entropy.gather(1, index) * valid
 
 
 def _forward(model, batch: list[Sequence], pad_id: int, device, share_prompts: bool, with_entropy: bool = False,
