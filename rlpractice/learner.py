@@ -12,6 +12,7 @@ every sample: the same log-probs and gradients for about half the tokens here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -190,6 +191,21 @@ def _microbatches(seqs: list[Sequence], token_budget: int, share_prompts: bool) 
     return microbatches([len(s.ids) - (prompt_length(s) if share_prompts else 0) for s in seqs], token_budget)
 
 
+def memory_hint(step):
+    """Turn an out-of-GPU-memory error inside a learner step into one line that says which knobs bound it."""
+    @functools.wraps(step)
+    def wrapped(*args, **kwargs):
+        try:
+            return step(*args, **kwargs)
+        except torch.OutOfMemoryError as e:
+            raise UserError(f"the learner ran out of GPU memory in {step.__name__}: lower the padded tokens per "
+                            "micro-batch (algo.token_budget in RL, pretrain.token_budget, sft.token_budget; a 0.5B "
+                            "model with a 152k vocabulary fits 8192 on an 80 GB GPU, not 16384); the run resumes "
+                            "from its last checkpoint with resume=true") from e
+    return wrapped
+
+
+@memory_hint
 def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float,
             bf16: bool = False) -> float:
     """One optimiser step of masked next-token cross-entropy (mean over all target tokens); `bf16`: the
@@ -209,6 +225,7 @@ def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: i
     return loss_sum
 
 
+@memory_hint
 @torch.no_grad()
 def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: int,
                       share_prompts: bool = False, bf16: bool = False) -> list[torch.Tensor]:
@@ -223,6 +240,7 @@ def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: in
     return out  # type: ignore[return-value]
 
 
+@memory_hint
 def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list[torch.Tensor] | None, *,
                          pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
                          aggregation: str, num_sequences: int, max_tokens: int, ratio_level: str = "token",

@@ -253,3 +253,18 @@ def test_bf16_setting():
     assert use_bf16("auto", cpu) is False  # a CPU learner stays fp32 unless asked
     assert use_bf16("auto", torch.device("cuda")) is True
     assert use_bf16(True, cpu) is True and use_bf16(False, torch.device("cuda")) is False
+
+
+def test_out_of_gpu_memory_in_a_step_names_the_token_budget(monkeypatch):
+    """A CUDA out-of-memory error (raised here by hand: no GPU in CI) becomes one line naming the knobs."""
+    from rlpractice.learner import lm_step
+
+    model, tok = _tiny()
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.26 GiB")
+
+    monkeypatch.setattr(model, "forward", too_big)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with pytest.raises(UserError, match="out of GPU memory in lm_step: lower the padded tokens per micro-batch"):
+        lm_step(model, opt, [Sequence([1, 5, 6], [1, 1, 1])], tok.pad_token_id, 1000, 1.0)
