@@ -1,7 +1,9 @@
 """How sampling work is laid out over engines and cores (pure functions; no engine started)."""
 
+from omegaconf import OmegaConf
+
 from rlpractice.rollout.sampler import engine_cores
-from rlpractice.rollout.samplers import cores_left, machine_slots, plan_calls
+from rlpractice.rollout.samplers import cores_left, engine_env, machine_slots, plan_calls
 
 
 def test_a_step_is_split_evenly_over_the_engines():
@@ -29,3 +31,11 @@ def test_the_learner_gets_the_cores_the_engines_leave_on_its_machine():
     assert cores_left([0, 1, 2, 3], engines, "a") == [1, 2, 3]
     assert cores_left([0, 1], [{"machine": "a", "cores": [0]}, {"machine": "a", "cores": [1]}], "a") == []
     assert cores_left([0, 1], [{"machine": "a", "cores": None}], "a") == []  # vLLM's binding: cores unknown
+
+
+def test_only_cuda_ipc_engines_accept_pickled_weight_handles():
+    """vLLM passes the IPC handles into its engine process only with pickle allowed; no other sync needs it."""
+    for sync in ("filesystem", "object_store", "cuda_ipc"):
+        env = engine_env(OmegaConf.create({"engine_in_process": False, "weight_sync": sync}))
+        assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+        assert ("VLLM_ALLOW_INSECURE_SERIALIZATION" in env) == (sync == "cuda_ipc")
