@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import ray
+import torch
 from omegaconf import DictConfig, OmegaConf
 from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -210,8 +211,6 @@ class Samplers:
         return self.sync_weights(sync_dir)
 
     def _send_ipc(self, actors: list) -> float:
-        import torch
-
         info, tensors = weight_transfer.ipc_payload(self.model)
         seconds = max(ray.get([a.receive_weights.remote(info) for a in actors]))
         del tensors  # every engine has copied them
