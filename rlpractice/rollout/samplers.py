@@ -54,7 +54,8 @@ def plan_calls(num_prompts: int, n: int, per_request: int, per_call: int, engine
 
 MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not something to retry forever
 # How new weights reach the engines: `filesystem` (a path every node can read: one machine, or a shared
-# disk) or `object_store` (the safetensors bytes go through Ray's object store: any cluster).
+# disk), `object_store` (the safetensors bytes go through Ray's object store: any cluster) or `cuda_ipc`
+# (GPU engines on the learner's GPU read its memory: rollout/weight_transfer.py).
 WEIGHT_SYNC = ("filesystem", "object_store", "cuda_ipc")
 
 
