@@ -32,13 +32,15 @@ import argparse
 import json
 import multiprocessing
 import os
+import sys
 import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+# Not rlpractice.rollout.samplers up here: it imports torch, and a raw engine's process (which imports this
+# module) must set its thread environment before torch loads (`raw_engine`).
 from rlpractice.rollout.sampler import engine_cores, sampling_params, set_engine_threads
-from rlpractice.rollout.samplers import engine_env, plan_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench"
@@ -82,10 +84,14 @@ def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, cores
     """One vLLM engine in this (child) process, pinned to `cores` (None: vLLM's own binding), as an actor's
     would be; after a warm-up, REPEATS rounds that start together with the other engines' (`barrier`), each
     putting (round, start, end, tokens) on `results`."""
+    if "torch" in sys.modules:  # then OMP_NUM_THREADS comes too late: two engines fought over both cores
+        raise RuntimeError("torch was imported before the raw engine's thread settings")
+    set_engine_threads(cores)
     from omegaconf import OmegaConf
 
+    from rlpractice.rollout.samplers import engine_env
+
     os.environ.update(engine_env(cfg.sampler))
-    set_engine_threads(cores)
     from vllm import LLM
 
     llm = LLM(model=checkpoint, seed=0, **OmegaConf.to_container(cfg.sampler.engine, resolve=True))
@@ -110,6 +116,8 @@ def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, engines
     """(seconds, tokens) of the fastest round of `engines` raw engines, each in a spawned process of its own
     (an in-process engine pins its process's threads, which would slow the HF runs after it), the prompts
     shared out as `Samplers.sample` does; a round lasts from the first engine's start to the last one's end."""
+    from rlpractice.rollout.samplers import plan_calls
+
     ctx = multiprocessing.get_context("spawn")
     calls = plan_calls(len(prompts), N, cfg.sampler.max_samples_per_request, cfg.sampler.samples_per_call, engines)
     shares = [[prompts[i] for i, _ in call] for call in calls]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import ray
@@ -33,6 +35,8 @@ def set_engine_threads(cores: list[int] | None) -> None:
     every engine on a machine. Ray sets OMP_NUM_THREADS to an actor's num_cpus, which under vLLM's own
     binding (all cores) measured ~1.4x slower on 2 cores. Call before torch is imported in this process; the
     engine's own processes, if any, inherit it."""
+    if "torch" in sys.modules:  # seen: two engines then ran two threads each, unpinned, ~2x slower together
+        warnings.warn("torch was imported before the engine's thread settings; they may not apply", stacklevel=2)
     if cores:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
     os.environ["OMP_NUM_THREADS"] = str(len(cores or os.sched_getaffinity(0)))
