@@ -83,6 +83,10 @@ def check(cfg: DictConfig) -> None:
         raise UserError("config key sampler.weight_sync=cuda_ipc: the engines read the weights from the learner's GPU "
                         "memory, so it needs the learner on a CUDA GPU (learner.device) and GPU engines on the same "
                         "machine (sampler=vllm_gpu); use filesystem or object_store")
+    if cfg.sampler.engine.get("enable_sleep_mode") and (not cfg.sampler.num_gpus_per_sampler or cfg.rl.max_staleness):
+        raise UserError("config key sampler.engine.enable_sleep_mode=true frees the engines' GPU memory while the "
+                        "learner trains: it needs GPU engines (sampler=vllm_gpu; vLLM has no sleep mode on CPU) and "
+                        "rl.max_staleness=0 (sampling ahead, the engines generate while the learner trains)")
     if cfg.sampler.temperature == 0 and max(cfg.rl.samples_per_prompt, cfg.eval.samples_per_problem) > 1:
         raise UserError("config key sampler.temperature=0 is greedy decoding: every sample of a group would be the "
                         "same (and vLLM refuses n > 1); use a temperature > 0 for RL and evaluation")

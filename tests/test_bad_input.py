@@ -21,6 +21,7 @@ from tests.conftest import ROOT, run_cli
     ("learner.share_prompts=maybe", "learner.share_prompts='maybe': expected true or false"),
     ("learner.bf16=sometimes", "learner.bf16='sometimes': expected auto, true or false"),
     ("sampler.weight_sync=cuda_ipc", "sampler.weight_sync=cuda_ipc: the engines read the weights"),
+    ("+sampler.engine.enable_sleep_mode=true", "sampler.engine.enable_sleep_mode=true frees the engines' GPU memory"),
 ])
 def test_bad_values_name_their_key(override, message):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

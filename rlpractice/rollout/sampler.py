@@ -126,6 +126,14 @@ class SamplerActor:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": weights})
         return time.time() - start
 
+    def sleep(self) -> None:
+        """Free the engine's GPU memory for the learner (sampler.engine.enable_sleep_mode): level 1 drops the KV
+        cache and moves the weights to CPU memory; `wake_up` brings them back before the next sync."""
+        self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        self.llm.wake_up()
+
     def receive_weights(self, update_info: dict) -> float:
         """Swap in new weights read from the learner's GPU memory (weight_sync=cuda_ipc): `update_info` from
         `weight_transfer.ipc_payload`, loaded by vLLM's IPC weight-transfer engine."""

@@ -103,6 +103,7 @@ class Samplers:
         self.update = None  # the latest synced weights (object store), for engines started later
         self.weights_dir = model_dir
         self.restarts = 0
+        self.asleep = False  # engines sleeping while the learner trains (sampler.engine.enable_sleep_mode)
         # One bundle per engine; SPREAD puts them on different nodes when the cluster has several, so
         # sampling scales with nodes. A restarted engine goes back into its own bundle.
         bundle = {"CPU": sampler.num_cpus_per_sampler}
@@ -163,6 +164,7 @@ class Samplers:
         `ignore_eos` makes every completion max_new_tokens long (for benchmarks); `logprobs` returns the
         engine's log-prob of each sampled token (see `SamplerActor.generate`)."""
         s = self.sampler
+        self._wake()
         calls = plan_calls(len(prompts), n, s.max_samples_per_request, s.samples_per_call, len(self.actors))
         temperature = s.temperature if temperature is None else temperature
 
@@ -205,6 +207,7 @@ class Samplers:
         """Every engine serves `model`'s current weights when this returns; seconds taken (max over engines).
         cuda_ipc: the engines read them from the learner's GPU memory; otherwise `model` is saved to `sync_dir`
         first and shipped from there (`sync_weights`)."""
+        self._wake()
         if self.sampler.weight_sync == "cuda_ipc":
             self.model = model
             return self._send_ipc(self.actors)
@@ -225,6 +228,18 @@ class Samplers:
         if self.sampler.weight_sync == "object_store":
             self.update = weights
         return max(ray.get([a.load_weights.remote(weights) for a in self.actors]))
+
+    def sleep(self) -> None:
+        """With sampler.engine.enable_sleep_mode (GPU engines beside the learner): free the engines' GPU memory
+        until the next sync or sample, which wake them. Otherwise nothing."""
+        if self.sampler.engine.get("enable_sleep_mode") and not self.asleep:
+            ray.get([a.sleep.remote() for a in self.actors])
+            self.asleep = True
+
+    def _wake(self) -> None:
+        if self.asleep:
+            ray.get([a.wake_up.remote() for a in self.actors])
+            self.asleep = False
 
     def shutdown(self) -> None:
         try:  # node-local weight copies (object store sync); a dead engine has none left to remove
