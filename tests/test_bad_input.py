@@ -83,3 +83,14 @@ def test_cli_model_hf_without_a_path_says_which_key_to_add(tmp_path):
     result = run_cli(["+experiment=math", "model=hf", f"hydra.run.dir={tmp_path / 'run'}"], timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "config key model.path is required" in result.stderr.strip().splitlines()[-1]
+
+
+def test_gpu_sampler_config_passes_the_checks_and_takes_sleep_mode_on_synchronous_steps_only():
+    gpu = ["+experiment=math", "sampler=vllm_gpu", "sampler.engine.enable_sleep_mode=true"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=gpu)
+        ahead = compose("config", overrides=[*gpu, "rl.max_staleness=1"])
+    check(cfg)
+    assert cfg.sampler.num_gpus_per_sampler == 1 and cfg.sampler.engine.block_size is None  # not the CPU's 32
+    with pytest.raises(UserError, match="rl.max_staleness=0"):
+        check(ahead)
