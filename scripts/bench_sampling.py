@@ -8,7 +8,7 @@
 
     .venv/bin/python scripts/bench_sampling.py [--checkpoint DIR] [--hidden 128 --layers 4 --heads 4]
                                                [--samplers N] [--stop-at-eos] [--logprobs]
-                                               [--separate-engine-process]
+                                               [--separate-engine-process] [--engine KEY=VALUE ...]
 
 Without a checkpoint it builds a model of the given shape (default: the default model's; random
 weights: throughput does not depend on what the weights say). HF `generate` runs in two layouts: one
@@ -22,8 +22,10 @@ runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `
 `_eos` with --stop-at-eos, `_lp` with --logprobs, `_mp` with --separate-engine-process) with the ratios.
 Without --logprobs no method returns log-probs, as in RL's default synchronous steps (vLLM's are asked for
 on every `rl.logprob_mismatch_every`-th step only); with it the vLLM runs return the sampled tokens'.
-HF `generate` runs in float32 (the learner's dtype) and in the engines' dtype (`sampler.engine.dtype`);
-the faster is the peer. The raw engines send the actors' requests (`sampling_params`: no detokenization).
+--engine max_num_seqs=256 (repeatable) sets `sampler.engine.*` for the vLLM runs, to compare engine settings
+in one session (output name `_engine`). HF `generate` runs in float32 (the learner's dtype) and in the engines'
+dtype (`sampler.engine.dtype`); the faster is the peer. The raw engines send the actors' requests
+(`sampling_params`: no detokenization).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 # Not rlpractice.rollout.samplers up here: it imports torch, and a raw engine's process (which imports this
 # module) must set its thread environment before torch loads (`raw_engine`).
@@ -87,8 +91,6 @@ def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, cores
     if "torch" in sys.modules:  # then OMP_NUM_THREADS comes too late: two engines fought over both cores
         raise RuntimeError("torch was imported before the raw engine's thread settings")
     set_engine_threads(cores)
-    from omegaconf import OmegaConf
-
     from rlpractice.rollout.samplers import engine_env
 
     os.environ.update(engine_env(cfg.sampler))
@@ -201,11 +203,16 @@ def main() -> None:
     parser.add_argument("--separate-engine-process", action="store_true",
                         help="sampler.engine_in_process=false: each engine core in a process of its own (vLLM's "
                              "default)")
+    parser.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE",
+                        help="a vLLM engine setting (sampler.engine.KEY) for the vLLM runs, e.g. block_size=128")
     args = parser.parse_args()
     cfg, prompts, checkpoint, params = setup(args.checkpoint, args)
     if args.samplers:
         cfg.sampler.num_samplers = args.samplers
     cfg.sampler.engine_in_process = not args.separate_engine_process
+    for setting in args.engine:
+        key, _, value = setting.partition("=")
+        cfg.sampler.engine[key] = yaml.safe_load(value)
     engines, forced, lp = cfg.sampler.num_samplers, not args.stop_at_eos, args.logprobs
     runs = {"raw_vllm_one_engine": raw_vllm(cfg, prompts, checkpoint, forced, lp, 1)}
     if engines > 1:
@@ -222,7 +229,8 @@ def main() -> None:
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
                   "checkpoint": checkpoint, "params": params, "torch_threads": torch.get_num_threads(),
                   "engines": engines, "cpus_per_engine": cfg.sampler.num_cpus_per_sampler,
-                  "engine_in_process": cfg.sampler.engine_in_process, "engine_dtype": cfg.sampler.engine.dtype},
+                  "engine_in_process": cfg.sampler.engine_in_process,
+                  "engine": OmegaConf.to_container(cfg.sampler.engine, resolve=True)},
         "completions_end_at_eos": not forced, "vllm_logprobs": lp, "seconds": seconds,
         "tokens": {k: v[1] for k, v in runs.items()}, "tokens_per_second": rate,
         # Ray's cost: the actors against the same engines without Ray
@@ -235,7 +243,7 @@ def main() -> None:
     name = "sampling" if args.checkpoint or (args.hidden, args.layers) == (128, 4) else \
         f"sampling_h{args.hidden}_l{args.layers}"
     name += ("" if args.samplers is None else f"_s{args.samplers}") + ("" if forced else "_eos") + \
-        ("_lp" if lp else "") + ("_mp" if args.separate_engine_process else "")
+        ("_lp" if lp else "") + ("_mp" if args.separate_engine_process else "") + ("_engine" if args.engine else "")
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
