@@ -293,7 +293,7 @@ def _rl_step(step: int, cfg: DictConfig, model, tokenizer, optimizer, ref_model,
     batch = batches.get()
     problems, groups = batch["problems"], batch["groups"]
     if rl.max_staleness == 0:
-        samplers.sleep()  # with sleep mode, the engines give their GPU memory to the learner until the sync
+        samplers.sleep()  # sleep mode: the engines free their GPU memory for the learner (counts in time/wait)
     t_sampled = time.time()
 
     rewards = torch.tensor([[s.reward for s in g["samples"]] for g in groups], dtype=torch.float32)
