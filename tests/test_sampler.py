@@ -47,6 +47,9 @@ def test_weight_sync_changes_what_the_engine_serves(tmp_path):
             return [t for t in ids if t != tok.eos_token_id]
 
         assert greedy() == hf_greedy(model, tok, PROMPT, 12)
+        # the prompt fills a KV block, so the engine's prefix cache holds it now: serving blocks the old weights
+        # computed after the sync would show below (it did, until load_weights reset that cache)
+        assert len(tok(PROMPT)["input_ids"]) >= cfg.sampler.engine.block_size
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 0.5)

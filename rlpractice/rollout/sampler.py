@@ -124,7 +124,15 @@ class SamplerActor:
         if isinstance(weights, dict):
             weights = write_files(weights, self.local_dir)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": weights})
+        self._forget_cached_prompts()
         return time.time() - start
+
+    def _forget_cached_prompts(self) -> None:
+        """Drop the prefix cache after new weights: its KV blocks were computed by the old ones, and a prompt seen
+        before (a problem drawn again, every evaluation's held-out prompts) would otherwise continue from them.
+        """
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM did not reset its prefix cache after a weight update")
 
     def sleep(self) -> None:
         """Free the engine's GPU memory for the learner (sampler.engine.enable_sleep_mode): level 1 drops the KV
@@ -141,4 +149,5 @@ class SamplerActor:
         self.llm.start_weight_update()
         self.llm.update_weights({"update_info": update_info})
         self.llm.finish_weight_update()
+        self._forget_cached_prompts()
         return time.time() - start
