@@ -38,7 +38,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -210,9 +209,7 @@ def main() -> None:
     if args.samplers:
         cfg.sampler.num_samplers = args.samplers
     cfg.sampler.engine_in_process = not args.separate_engine_process
-    for setting in args.engine:
-        key, _, value = setting.partition("=")
-        cfg.sampler.engine[key] = yaml.safe_load(value)
+    cfg.sampler.engine = OmegaConf.merge(cfg.sampler.engine, OmegaConf.from_dotlist(args.engine))
     engines, forced, lp = cfg.sampler.num_samplers, not args.stop_at_eos, args.logprobs
     runs = {"raw_vllm_one_engine": raw_vllm(cfg, prompts, checkpoint, forced, lp, 1)}
     if engines > 1:
