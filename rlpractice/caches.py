@@ -9,6 +9,7 @@ A variable the user has set already wins.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 CACHE_VARIABLES = {  # environment variable -> sub-folder of cache_dir
@@ -17,8 +18,19 @@ CACHE_VARIABLES = {  # environment variable -> sub-folder of cache_dir
 }
 
 
+def set_by_torch(name: str) -> bool:
+    """Whether torch, not the user, set this variable: importing torch's inductor (transformers does) writes its
+    /tmp default into TORCHINDUCTOR_CACHE_DIR, which would otherwise win over cache_dir for the engines too."""
+    if name != "TORCHINDUCTOR_CACHE_DIR" or "torch" not in sys.modules:
+        return False
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return os.environ.get(name) == os.path.abspath(default_cache_dir())
+
+
 def use_cache_dir(cache_dir: str | Path) -> dict[str, str]:
-    """Set the cache variables (unless already set) for this process and the ones it starts; return them."""
+    """Set the cache variables (unless the user set them) for this process and the ones it starts; return them."""
     for name, sub in CACHE_VARIABLES.items():
-        os.environ.setdefault(name, str(Path(cache_dir).expanduser() / sub))
+        if name not in os.environ or set_by_torch(name):
+            os.environ[name] = str(Path(cache_dir).expanduser() / sub)
     return {name: os.environ[name] for name in CACHE_VARIABLES}

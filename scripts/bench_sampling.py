@@ -138,11 +138,13 @@ def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, engines
     return min((max(x[2] for x in rnd) - min(x[1] for x in rnd), sum(x[3] for x in rnd)) for rnd in rounds)
 
 
-def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool) -> tuple[float, int]:
+def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, started: list) -> tuple[float, int]:
+    """Also appends each engine's start-up seconds (inside its actor) to `started`."""
     from rlpractice.rollout.samplers import Samplers
 
     cfg.sampler.max_new_tokens = TOKENS
     samplers = Samplers(checkpoint, cfg.sampler, cfg.cluster, seed=0)
+    started.extend(round(info["startup_s"], 2) for info in samplers.info)
     try:
         return best_of(lambda: sum(len(c[0]) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos,
                                                                                     logprobs=logprobs)
@@ -214,7 +216,8 @@ def main() -> None:
     runs = {"raw_vllm_one_engine": raw_vllm(cfg, prompts, checkpoint, forced, lp, 1)}
     if engines > 1:
         runs["raw_vllm_same_engines"] = raw_vllm(cfg, prompts, checkpoint, forced, lp, engines)
-    runs["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint, forced, lp)
+    started: list[float] = []
+    runs["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint, forced, lp, started)
     for dtype in dict.fromkeys(["float32", cfg.sampler.engine.dtype]):
         runs.update(hf_generate(prompts, checkpoint, forced, dtype))
     import torch  # not at the top: the raw engines' processes must set their threads before torch loads
@@ -227,7 +230,9 @@ def main() -> None:
                   "checkpoint": checkpoint, "params": params, "torch_threads": torch.get_num_threads(),
                   "engines": engines, "cpus_per_engine": cfg.sampler.num_cpus_per_sampler,
                   "engine_in_process": cfg.sampler.engine_in_process,
-                  "engine": OmegaConf.to_container(cfg.sampler.engine, resolve=True)},
+                  "engine": OmegaConf.to_container(cfg.sampler.engine, resolve=True),
+                  "engine_env": OmegaConf.to_container(cfg.sampler.engine_env, resolve=True)},
+        "actor_engine_start_s": started,  # vLLM's start inside each actor (torch.compile included when on)
         "completions_end_at_eos": not forced, "vllm_logprobs": lp, "seconds": seconds,
         "tokens": {k: v[1] for k, v in runs.items()}, "tokens_per_second": rate,
         # Ray's cost: the actors against the same engines without Ray

@@ -16,6 +16,7 @@ def test_three_stages_end_to_end(tmp_path, tiny_args):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"run directory: {run_dir}" in result.stdout
     assert list((tmp_path / "cache" / "wandb").rglob("core-debug-*.log"))  # tool caches go to cache_dir
+    assert list((tmp_path / "cache" / "torchinductor").rglob("*.py"))  # the engines' compiled kernels too
 
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("sft_pass_at_1", "rl_pass_at_1", "rl_steps", "samples_per_prompt", "wall_seconds"):

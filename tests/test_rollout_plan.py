@@ -39,3 +39,9 @@ def test_only_cuda_ipc_engines_accept_pickled_weight_handles():
         env = engine_env(OmegaConf.create({"engine_in_process": False, "weight_sync": sync}))
         assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
         assert ("VLLM_ALLOW_INSECURE_SERIALIZATION" in env) == (sync == "cuda_ipc")
+
+
+def test_engine_env_from_the_config_reaches_the_engines():
+    env = engine_env(OmegaConf.create({"engine_in_process": True, "weight_sync": "filesystem",
+                                       "engine_env": {"VLLM_USE_AOT_COMPILE": 0, "VLLM_CPU_KVCACHE_SPACE": "2"}}))
+    assert env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_USE_AOT_COMPILE": "0", "VLLM_CPU_KVCACHE_SPACE": "2"}

@@ -63,7 +63,8 @@ def engine_env(sampler: DictConfig) -> dict[str, str]:
     """Environment variables an engine's process needs for the `sampler` group (vLLM reads these knobs
     from the environment, not from its arguments). The cores a CPU engine computes on are set by the
     actor itself (`engine_cores`): they depend on where Ray placed it."""
-    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1"}
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1",
+           **{k: str(v) for k, v in sampler.get("engine_env", {}).items()}}
     return {**env, **weight_transfer.ENGINE_ENV} if sampler.weight_sync == "cuda_ipc" else env
 
 
