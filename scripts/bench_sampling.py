@@ -138,17 +138,17 @@ def raw_vllm(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, engines
     return min((max(x[2] for x in rnd) - min(x[1] for x in rnd), sum(x[3] for x in rnd)) for rnd in rounds)
 
 
-def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, started: list) -> tuple[float, int]:
-    """Also appends each engine's start-up seconds (inside its actor) to `started`."""
+def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool) -> tuple[tuple[float, int], list[float]]:
+    """(seconds, tokens) as `best_of`, and each engine's start-up seconds inside its actor."""
     from rlpractice.rollout.samplers import Samplers
 
     cfg.sampler.max_new_tokens = TOKENS
     samplers = Samplers(checkpoint, cfg.sampler, cfg.cluster, seed=0)
-    started.extend(round(info["startup_s"], 2) for info in samplers.info)
+    started = [round(info["startup_s"], 2) for info in samplers.info]
     try:
         return best_of(lambda: sum(len(c[0]) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos,
                                                                                     logprobs=logprobs)
-                                   for c in chunk["completions"]))
+                                   for c in chunk["completions"])), started
     finally:
         samplers.shutdown()
 
@@ -216,8 +216,7 @@ def main() -> None:
     runs = {"raw_vllm_one_engine": raw_vllm(cfg, prompts, checkpoint, forced, lp, 1)}
     if engines > 1:
         runs["raw_vllm_same_engines"] = raw_vllm(cfg, prompts, checkpoint, forced, lp, engines)
-    started: list[float] = []
-    runs["rlpractice_ray_actors"] = ray_actors(cfg, prompts, checkpoint, forced, lp, started)
+    runs["rlpractice_ray_actors"], started = ray_actors(cfg, prompts, checkpoint, forced, lp)
     for dtype in dict.fromkeys(["float32", cfg.sampler.engine.dtype]):
         runs.update(hf_generate(prompts, checkpoint, forced, dtype))
     import torch  # not at the top: the raw engines' processes must set their threads before torch loads
