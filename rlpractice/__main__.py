@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from rlpractice.config_schema import composition_error  # importing it registers the schema conf/ names
 from rlpractice.errors import UserError
 from rlpractice.pipeline import run
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@hydra.main(config_path="pkg://rlpractice.conf", config_name="config", version_base="1.3")
+def train(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    logging.captureWarnings(True)  # library warnings go where library logs go: the run's log file (hydra.job_logging)
     try:
         summary = run(cfg, run_dir)
     except UserError as e:  # the message says what to fix; a traceback would only bury it
@@ -51,7 +55,16 @@ def _run_dir_problem(argv: list[str]) -> str | None:
     return None
 
 
-if __name__ == "__main__":  # vLLM starts worker processes with spawn: keep this guard
+def main() -> None:
+    """The command line (`python -m rlpractice`, `rlpractice`): a bad run directory or config is one line."""
     if problem := _run_dir_problem(sys.argv[1:]):
         sys.exit(f"error: {problem}; choose another hydra.run.dir")
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra then raises what it cannot compose, instead of printing it
+    try:
+        train()
+    except HydraException as e:  # a bad key, value or group choice: composition_error says which, in one line
+        sys.exit(f"error: {composition_error(e)}")
+
+
+if __name__ == "__main__":  # vLLM starts worker processes with spawn: keep this guard
     main()

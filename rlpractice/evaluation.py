@@ -1,5 +1,5 @@
-"""Held-out evaluation with the run's verifier and sampling settings: pass@k (unbiased estimator, k up to
-the samples per problem) and maj@n (majority vote over the n samples' final answers)."""
+"""Held-out evaluation with the run's verifier and sampling settings: pass@k (the unbiased estimator of
+Chen et al. 2021, k up to the samples per problem) and maj@n (majority vote over the n samples' final answers)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,40 @@ from collections import defaultdict
 
 import numpy as np
 
-from rlpractice.algorithm.pass_at_k import majority_correct, mean_pass_at_k
 from rlpractice.grading.mathparse import extract_answer, plain_number
 from rlpractice.grading.pool import GradingPool
+from rlpractice.rollout.batch import sample_groups
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.textbook.problems import Problem
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """With n samples of which c are correct: 1 - C(n-c, k) / C(n, k), computed as a stable product."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(correct_counts: list[int], n: int, k: int) -> float:
+    return float(np.mean([pass_at_k(n, c, k) for c in correct_counts])) if correct_counts else 0.0
+
+
+def majority_correct(answers: list[str | None], correct: list[bool]) -> bool:
+    """maj@n: is the most frequent final answer among n samples a correct one?
+
+    `answers` are normalised final answers (None = no answer, never voted for); ties go to the answer
+    seen first. With answers [7, 5, 7, None] and correct [T, F, T, F] the vote picks 7: True.
+    """
+    counts: dict[str, int] = {}
+    for a in answers:
+        if a is not None:
+            counts[a] = counts.get(a, 0) + 1
+    if not counts:
+        return False
+    winner = max(counts, key=lambda a: counts[a])  # max keeps the first of equal counts
+    return any(ok for a, ok in zip(answers, correct, strict=True) if a == winner)
 
 
 def answer_key(text: str) -> str | None:
@@ -24,23 +53,19 @@ def answer_key(text: str) -> str | None:
 
 
 def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int]) -> dict:
-    texts: dict[int, list[str]] = defaultdict(list)
-    lengths: list[int] = []
-    for i, chunk in samplers.sample([p.prompt for p in problems], n, logprobs=False):
-        texts[i].extend(c[1] for c in chunk["completions"])
-        lengths.extend(len(c[0]) for c in chunk["completions"])
-    correct, majority = [], []
+    """pass@k for each k in `ks`, maj@n, pass@1 per level and the mean completion length, from n samples per
+    problem drawn and graded exactly as in RL (rollout/batch.py)."""
+    groups, _ = sample_groups(samplers, pool, problems, n, logprobs=False)
+    correct = [sum(r >= 1.0 for r in g.rewards) for g in groups]
+    majority = [majority_correct([answer_key(s.text) for s in g.samples], [r >= 1.0 for r in g.rewards])
+                for g in groups]
     by_level: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(problems):
-        grades = pool.grade(texts[i], [p.answer] * len(texts[i]), [p.columns] * len(texts[i]))
-        oks = [g.reward >= 1.0 for g in grades]
-        correct.append(sum(oks))
-        majority.append(majority_correct([answer_key(t) for t in texts[i]], oks))
-        by_level[p.level].append(sum(oks))
+    for g, c in zip(groups, correct, strict=True):
+        by_level[g.problem.level].append(c)
     out = {f"pass@{k}": mean_pass_at_k(correct, n, k) for k in ks if k <= n}
     out[f"maj@{n}"] = float(np.mean(majority))
     out.update({f"level{lv}/pass@1": mean_pass_at_k(cs, n, 1) for lv, cs in sorted(by_level.items())})
-    out["completion_length"] = float(np.mean(lengths))
+    out["completion_length"] = float(np.mean([len(s.ids) for g in groups for s in g.samples]))
     out["num_problems"] = len(problems)
     out["samples_per_problem"] = n
     return out

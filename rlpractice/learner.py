@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
+from rlpractice.algorithm.settings import LossSettings
 from rlpractice.errors import UserError
 
 
@@ -51,9 +52,9 @@ def place(model, device_name: str) -> None:
 
 
 def use_bf16(setting: str | bool, device: torch.device) -> bool:
-    """`learner.bf16`: auto = on CUDA only; true / false force it. On a CPU with native bf16 matmuls
-    (AVX512-BF16, AMX) true made the default run's learning ~1.25x faster, but in two paired runs it
-    ended 0.03-0.04 lower in held-out pass@1 and took twice the memory, so a CPU learner stays fp32."""
+    """`learner.bf16`: auto = on CUDA only; true / false force it. A CPU learner stays fp32 by default: bf16
+    autocast there learns a little faster but ended lower in held-out pass@1 and held more memory
+    (scripts/bench_learner.py measures the speed)."""
     if setting == "auto":
         return device.type == "cuda"
     return bool(setting)
@@ -212,7 +213,7 @@ def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: i
     forward in bf16 autocast (`use_bf16`)."""
     model.train()
     device = model.device
-    total_targets = sum(sum(s.loss_mask[1:]) for s in seqs)
+    total_targets = target_tokens(seqs)
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
     for idx in microbatches([len(s.ids) for s in seqs], token_budget):
@@ -241,51 +242,47 @@ def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: in
 
 
 @memory_hint
-def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list[torch.Tensor] | None, *,
-                         pad_id: int, token_budget: int, grad_clip: float, eps_low: float, eps_high: float,
-                         aggregation: str, num_sequences: int, max_tokens: int, ratio_level: str = "token",
-                         ref_logps: list[torch.Tensor] | None = None, kl_coef: float = 0.0, kl_estimator: str = "k3",
-                         entropy_coef: float = 0.0, share_prompts: bool = False, bf16: bool = False) -> dict:
-    """One optimiser step of the clipped surrogate over `seqs`.
+def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list[torch.Tensor] | None,
+                         loss: LossSettings, *, pad_id: int, num_sequences: int | None = None,
+                         num_tokens: int | None = None, ref_logps: list[torch.Tensor] | None = None,
+                         share_prompts: bool = False, bf16: bool = False) -> dict:
+    """One optimiser step of the clipped surrogate over `seqs`, with the objective `loss` describes.
 
-    `num_sequences` counts the whole batch, including sequences left out because their advantage is 0
-    (they add nothing to the gradient), so skipping them changes speed, not the update.
-    `ratio_level="sequence"` uses one length-normalised importance ratio per sequence (GSPO).
-    With `ref_logps` (a frozen reference policy's log-probs), `kl_coef * KL` is added per token (k1 or k3
-    estimator); `entropy_coef * entropy` is subtracted per token (an entropy bonus).
-    `share_prompts` computes each distinct prompt once per micro-batch (`shared_prompt_logprobs`).
+    `num_sequences` and `num_tokens` count the whole batch, including sequences left out because their
+    advantage is 0 (they add nothing to the gradient), so skipping them changes speed, not the update;
+    None: `seqs` is the whole batch.
+    `old_logps`: the sampling policy's log-probs (None: the samples are fresh, the ratio is 1 at the start).
+    `ref_logps`: a frozen reference policy's log-probs, for the KL term (`loss.kl_coef`).
+    `share_prompts` computes each distinct prompt once per micro-batch (`shared_prompt_logprobs`);
     `bf16` runs the forward in bf16 autocast (`use_bf16`).
     """
-    if ratio_level not in ("token", "sequence"):
-        raise UserError(f"unknown algo.ratio_level {ratio_level!r}: use token or sequence")
+    num_sequences = len(seqs) if num_sequences is None else num_sequences
+    num_tokens = target_tokens(seqs) if num_tokens is None else num_tokens
     model.train()
     device = model.device
-    num_tokens = sum(sum(s.loss_mask[1:]) for s in seqs)
     optimizer.zero_grad(set_to_none=True)
-    kl_fn = {"k1": kl_k1, "k3": kl_k3}.get(kl_estimator)
-    if kl_fn is None:
-        raise UserError(f"unknown algo.kl_estimator {kl_estimator!r}: use k1 or k3")
+    kl_fn = {"k1": kl_k1, "k3": kl_k3}[loss.kl_estimator]
     loss_sum, clipped, counted, entropy_sum, kl_sum = 0.0, 0.0, 0.0, 0.0, 0.0
     mismatch_sum, mismatch_count = 0.0, 0
-    for idx in _microbatches(seqs, token_budget, share_prompts):
+    for idx in _microbatches(seqs, loss.token_budget, share_prompts):
         batch = [seqs[i] for i in idx]
         (logp, entropy), target = _forward(model, batch, pad_id, device, share_prompts, with_entropy=True,
-                                           entropy_grad=entropy_coef > 0, bf16=bf16)
-        old = logp.detach() if old_logps is None else _padded(old_logps, idx, logp)  # None: fresh samples
+                                           entropy_grad=loss.entropy_coef > 0, bf16=bf16)
+        old = logp.detach() if old_logps is None else _padded(old_logps, idx, logp)
         adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)
         token_logp = logp
-        if ratio_level == "sequence":
+        if loss.ratio_level == "sequence":
             logp = sequence_level_logp(logp, old, target)
-        per_token, was_clipped = clipped_surrogate(logp, old, adv, eps_low, eps_high)
+        per_token, was_clipped = clipped_surrogate(logp, old, adv, loss.eps_low, loss.eps_high)
         if ref_logps is not None:
             kl = kl_fn(token_logp, _padded(ref_logps, idx, logp))
-            per_token = per_token + kl_coef * kl
+            per_token = per_token + loss.kl_coef * kl
             kl_sum += (kl.detach() * target).sum().item()
-        if entropy_coef > 0:
-            per_token = per_token - entropy_coef * entropy
-        loss = aggregate(per_token, target, aggregation, num_sequences, num_tokens, max_tokens)
-        loss.backward()
-        loss_sum += loss.item()
+        if loss.entropy_coef > 0:
+            per_token = per_token - loss.entropy_coef * entropy
+        micro_loss = aggregate(per_token, target, loss.aggregation, num_sequences, num_tokens, loss.max_tokens)
+        micro_loss.backward()
+        loss_sum += micro_loss.item()
         clipped += (was_clipped.float() * target).sum().item()
         counted += target.sum().item()
         entropy_sum += (entropy.detach() * target).sum().item()
@@ -295,7 +292,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
                 mine = token_logp[row, len(s.ids) - 1 - n : len(s.ids) - 1].detach()
                 mismatch_sum += (mine - torch.tensor(s.sampler_logps, device=device)).abs().sum().item()
                 mismatch_count += n
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), loss.grad_clip).item()
     optimizer.step()
     out = {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,
            "entropy": entropy_sum / max(counted, 1.0)}
@@ -304,6 +301,11 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     if mismatch_count:
         out["logprob_mismatch"] = mismatch_sum / mismatch_count  # mean |log p_learner - log p_sampler| per token
     return out
+
+
+def target_tokens(seqs: list[Sequence]) -> int:
+    """Tokens the loss is taken over (each sequence's targets after its first token)."""
+    return sum(sum(s.loss_mask[1:]) for s in seqs)
 
 
 def _padded(per_sequence: list[torch.Tensor], idx: list[int], like: torch.Tensor) -> torch.Tensor:

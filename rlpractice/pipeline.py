@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import ray
@@ -23,40 +22,24 @@ from rlpractice.checkpoint import latest_state
 from rlpractice.config_checks import check, check_writable
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
+from rlpractice.grading.gold import drop_ungradable
 from rlpractice.grading.pool import GradingPool
+from rlpractice.grading.registry import check_verifiers
 from rlpractice.learner import place
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.pretrain import run_pretrain
 from rlpractice.stages.rl import run_rl
 from rlpractice.stages.sft import run_sft
-from rlpractice.textbook.problems import Textbook
-from rlpractice.textbook.sources import drop_ungradable, load_book
+from rlpractice.textbook.prompts import with_chat_template
+from rlpractice.textbook.sources import load_book
 from rlpractice.tracking import Tracker, plot_pass_rates
-
-
-def with_chat_template(book: Textbook, tokenizer, model_cfg: DictConfig) -> Textbook:
-    """Prompts through the tokenizer's chat template (model=hf with an instruction-tuned checkpoint);
-    unchanged for the built-in model, which learned the plain 'Question: ...\nSolution:' format."""
-    use = model_cfg.get("chat_template", False)
-    if use == "auto":
-        use = bool(getattr(tokenizer, "chat_template", None))
-    if not use:
-        return book
-
-    def render(p):
-        content = f"{p.question}\n{model_cfg.instruction}".strip()
-        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                             add_generation_prompt=True)
-        return replace(p, prompt_text=text)
-
-    return Textbook(book.exposition, [render(p) for p in book.worked], [render(p) for p in book.practice],
-                    [render(p) for p in book.heldout])
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.time()
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per RL step would bury ours
     check(cfg)
+    check_verifiers(cfg.verifier)  # a broken verifier plugin: one line, before anything starts
     check_writable(run_dir)
     ckpt = run_dir / "checkpoints"
     if (run_dir / "metrics.jsonl").exists() and not cfg.resume:
@@ -74,6 +57,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             book.heldout = drop_ungradable(book.heldout, pool, cfg.data.skip_bad)
         print(f"[data] {len(book.exposition)} exposition texts, {len(book.worked)} worked, "
               f"{len(book.practice)} practice, {len(book.heldout)} held-out problems")
+        if not book.worked and not cfg.model.path:
+            print("[data] warning: the data has no worked solutions and the model is trained from scratch, so SFT "
+                  "has nothing to teach: the model will not learn to write an answer the verifier reads, and RL "
+                  "gets no reward to learn from. Add worked solutions, or start from a pretrained model "
+                  "(model=hf model.path=...)", flush=True)
 
         # On resume, start from the furthest finished point: an RL step, else SFT, else pretraining; a stage
         # stopped part-way continues from its own step checkpoints (run_pretrain, run_sft).
@@ -101,7 +89,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             shutil.rmtree(ckpt / "sft_steps", ignore_errors=True)
 
         print(f"[rl] starting {cfg.sampler.num_samplers} vLLM sampler actor(s) in Ray ...", flush=True)
-        samplers = Samplers(str(done), cfg.sampler, cfg.cluster, cfg.seed)
+        samplers = Samplers(str(done), cfg.sampler, cfg.cluster, cfg.seed, log_dir=run_dir / "logs")
         print(f"[rl] samplers ready (engine start {max(i['startup_s'] for i in samplers.info):.1f}s)")
         ev = cfg.eval
 

@@ -24,8 +24,10 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from bench_meta import meta  # scripts/ is on sys.path when a script runs
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from rlpractice.algorithm.settings import LossSettings
 from rlpractice.learner import Sequence, lm_step, place, policy_gradient_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,13 +88,12 @@ def bench_size(size: str, device: torch.device, args) -> dict:
     out = {"params": sum(p.numel() for p in model.parameters()), "sequences": len(seqs),
            "completion_tokens": completion_tokens, "all_tokens": all_tokens, "settings": {}}
     steps = {}
+    loss = LossSettings(aggregation="token_mean", token_budget=args.token_budget, max_tokens=args.completion_len)
     for bf16 in (False, True):
         precision = "bf16" if bf16 else "fp32"
         for share in (True, False):
             steps[f"rl_{precision}_{'shared' if share else 'collate'}"] = partial(
-                policy_gradient_step, model, opt, seqs, None, pad_id=0, token_budget=args.token_budget,
-                grad_clip=1.0, eps_low=0.2, eps_high=0.2, aggregation="token_mean", num_sequences=len(seqs),
-                max_tokens=args.completion_len, share_prompts=share, bf16=bf16)
+                policy_gradient_step, model, opt, seqs, None, loss, pad_id=0, share_prompts=share, bf16=bf16)
         steps[f"sft_{precision}"] = partial(lm_step, model, opt, seqs, 0, args.token_budget, 1.0, bf16=bf16)
     for name, step in steps.items():
         if device.type == "cuda":
@@ -123,7 +124,7 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    result = {**meta(), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "args": vars(args), "sizes": {}}
     for size in args.sizes.split(","):
         result["sizes"][size] = bench_size(size, device, args)

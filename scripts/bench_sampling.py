@@ -23,7 +23,7 @@ runs/bench/sampling.json (sampling_h<hidden>_l<layers>.json for another shape; `
 Without --logprobs no method returns log-probs, as in RL's default synchronous steps (vLLM's are asked for
 on every `rl.logprob_mismatch_every`-th step only); with it the vLLM runs return the sampled tokens'.
 --engine max_num_seqs=256 (repeatable) sets `sampler.engine.*` for the vLLM runs, to compare engine settings
-in one session (output name `_engine`). HF `generate` runs in float32 (the learner's dtype) and in the engines'
+on one machine (output name `_engine`). HF `generate` runs in float32 (the learner's dtype) and in the engines'
 dtype (`sampler.engine.dtype`); the faster is the peer. The raw engines send the actors' requests
 (`sampling_params`: no detokenization).
 """
@@ -38,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench_meta import meta  # scripts/ is on sys.path when a script runs
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -51,6 +52,7 @@ PROMPTS, N, TOKENS, REPEATS = 32, 32, 48, 3
 
 
 def setup(checkpoint: str | None, shape: argparse.Namespace):
+    from rlpractice import config_schema  # noqa: F401 - registers the schema conf/ names
     from rlpractice import model as policy
     from rlpractice.textbook.math_textbook import build_textbook
     from rlpractice.tokenizer import train_tokenizer
@@ -87,7 +89,7 @@ def raw_engine(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool, cores
     """One vLLM engine in this (child) process, pinned to `cores` (None: vLLM's own binding), as an actor's
     would be; after a warm-up, REPEATS rounds that start together with the other engines' (`barrier`), each
     putting (round, start, end, tokens) on `results`."""
-    if "torch" in sys.modules:  # then OMP_NUM_THREADS comes too late: two engines fought over both cores
+    if "torch" in sys.modules:  # then OMP_NUM_THREADS comes too late: the engines share all cores unpinned
         raise RuntimeError("torch was imported before the raw engine's thread settings")
     set_engine_threads(cores)
     from rlpractice.rollout.samplers import engine_env
@@ -225,6 +227,7 @@ def main() -> None:
     rate = {k: tokens / secs for k, (secs, tokens) in runs.items()}
     hf_best = max(v for k, v in rate.items() if k.startswith("hf_generate"))
     result = {
+        **meta(),
         "setup": {"prompts": PROMPTS, "samples_per_prompt": N, "tokens_per_sample": TOKENS, "repeats": REPEATS,
                   "checkpoint": checkpoint, "params": params, "torch_threads": torch.get_num_threads(),
                   "engines": engines, "cpus_per_engine": cfg.sampler.num_cpus_per_sampler,

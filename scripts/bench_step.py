@@ -25,7 +25,8 @@ import json
 import statistics
 from pathlib import Path
 
-from trainer_runs import ROOT, run_trainer  # scripts/ is on sys.path when a script runs
+from bench_meta import meta  # scripts/ is on sys.path when a script runs
+from trainer_runs import ROOT, run_trainer
 
 OUT = ROOT / "runs" / "bench" / "step"
 
@@ -60,6 +61,7 @@ def main() -> None:
     overlap = medians(run(name, [*common, "rl.max_staleness=1", *engines]))
     s, o = sync["median_s"], overlap["median_s"]
     result = {
+        **meta(),
         "sft_checkpoint": str(sft), "rl_budget_s": args.budget, "overrides": extra, "overlap_overrides": engines,
         "sync": sync, "overlap": overlap,
         "sync_overhead": s["step"] / (s["sample"] + s["grade"] + s["learn"] + s["sync"]) - 1,

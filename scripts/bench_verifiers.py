@@ -25,6 +25,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench_meta import meta  # scripts/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "verifier_corpus.jsonl"
 
@@ -134,7 +136,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=5.0, help="hard per-case limit in seconds")
     args = ap.parse_args()
     rows = [json.loads(line) for line in Path(args.corpus).read_text().splitlines()]
-    report = {"corpus": args.corpus, "cases": len(rows), "timeout_s": args.timeout}
+    report = {**meta(), "corpus": args.corpus, "cases": len(rows), "timeout_s": args.timeout}
     for engine in ("rlpractice", "math_verify", "math_verify_on_extracted"):
         start = time.monotonic()
         report[engine] = run(engine, rows, args.timeout)

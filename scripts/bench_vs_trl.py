@@ -40,13 +40,16 @@ import sys
 import time
 from pathlib import Path
 
-from trainer_runs import ROOT, run_trainer  # scripts/ is on sys.path when a script runs
+from bench_meta import meta  # scripts/ is on sys.path when a script runs
+from trainer_runs import ROOT, run_trainer
 
 OUT = ROOT / "runs" / "bench" / "vs_trl"
 
 
 def compose_cfg(overrides: list[str]):
     from hydra import compose, initialize_config_dir
+
+    from rlpractice import config_schema  # noqa: F401 - registers the schema conf/ names
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=["+experiment=math", *overrides])
@@ -222,6 +225,7 @@ def main() -> None:
     trl = summarise(*trl_curve(str(sft), args.seed), per_step, args.target)
     t_ours, t_trl = ours["seconds_to_target"], trl["seconds_to_target"]
     result = {
+        **meta(),
         "setup": {"sft_checkpoint": str(sft), "budget_s": args.budget, "target_pass@1": args.target,
                   "prompts_per_step": args.prompts, "samples_per_prompt": args.group,
                   "trl_micro_batch": args.micro, "eval_every": args.eval_every, "seed": args.seed},

@@ -6,9 +6,9 @@ against CUDA IPC (weight_sync=cuda_ipc), each into a receiving process on the sa
 The receiver stands in for an engine's worker: it keeps bf16 weights on the GPU and, per sync, either reads the
 safetensors file the learner just wrote (filesystem) or opens the learner's tensors by their IPC handles
 (`rlpractice.rollout.weight_transfer.ipc_payload`, vLLM 0.32's update format), and copies them into its weights.
-Timed from the learner's side: save / handles, transfer, copy, reply. vLLM's own load_weights adds its bookkeeping
-on top of both (vLLM is not installed on the GPU box this ran on), so these are the transports' costs. Needs a
-CUDA GPU. Writes runs/bench/weight_sync.json unless --out.
+Timed from the learner's side: save / handles, transfer, copy, reply. These are the transports' costs: vLLM's own
+load_weights adds its bookkeeping on top of both. Needs a CUDA GPU (no vLLM). Writes runs/bench/weight_sync.json
+unless --out.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from bench_learner import ROOT, build  # scripts/ is on sys.path when a script runs
+from bench_meta import meta
 from safetensors.torch import load_file
 from torch.multiprocessing.reductions import rebuild_cuda_tensor
 
@@ -111,7 +112,7 @@ def main() -> None:
     requests, replies = ctx.Queue(), ctx.Queue()
     engine = ctx.Process(target=receiver, args=(requests, replies), daemon=True)
     engine.start()
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "sizes": {}}
+    result = {**meta(), "device": torch.cuda.get_device_name(), "torch": torch.__version__, "sizes": {}}
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes.split(","):
             result["sizes"][size] = bench_size(size, args.repeats, requests, replies, Path(folder))

@@ -11,8 +11,10 @@ import json
 import sys
 
 import torch
+from bench_meta import meta  # scripts/ is on sys.path when a script runs
 
 from rlpractice import model as policy
+from rlpractice.algorithm.settings import LossSettings
 from rlpractice.learner import Sequence, lm_step, policy_gradient_step
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
@@ -21,9 +23,10 @@ from rlpractice.tokenizer import train_tokenizer
 def one_of_each(model, seqs: list[Sequence], pad_id: int, bf16: bool) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sft = lm_step(model, opt, seqs, pad_id, token_budget=4096, grad_clip=1.0, bf16=bf16)
-    rl = policy_gradient_step(model, opt, seqs, None, pad_id=pad_id, token_budget=4096, grad_clip=1.0,
-                              eps_low=0.2, eps_high=0.2, aggregation="token_mean", num_sequences=len(seqs),
-                              max_tokens=64, bf16=bf16)
+    rl = policy_gradient_step(model, opt, seqs, None,
+            LossSettings(token_budget=4096, grad_clip=1.0, eps_low=0.2,
+                         eps_high=0.2, aggregation="token_mean", max_tokens=64),
+            pad_id=pad_id, bf16=bf16)
     return {"sft_loss": sft, "rl_loss": rl["loss"], "rl_grad_norm": rl["grad_norm"]}
 
 
@@ -41,7 +44,8 @@ def main() -> None:
     cpu = one_of_each(cpu_model, seqs, tok.pad_token_id, bf16=False)  # the fp32 reference
     gpu = one_of_each(gpu_model, seqs, tok.pad_token_id, bf16=True)  # learner.bf16=auto on CUDA
     gaps = {k: abs(gpu[k] - cpu[k]) / max(abs(cpu[k]), 1e-8) for k in cpu}
-    result = {"device": torch.cuda.get_device_name(), "cpu": cpu, "cuda_bf16_autocast": gpu, "relative_gap": gaps}
+    result = {**meta(), "device": torch.cuda.get_device_name(), "cpu": cpu, "cuda_bf16_autocast": gpu,
+              "relative_gap": gaps}
     text = json.dumps(result, indent=2)
     print(text)
     if len(sys.argv) > 1:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 
-from trainer_runs import ROOT, run_trainer  # scripts/ is on sys.path when a script runs
+from bench_meta import meta  # scripts/ is on sys.path when a script runs
+from trainer_runs import ROOT, run_trainer
 
 OUT = ROOT / "runs" / "compare"
 ALGOS = ["grpo", "dr_grpo", "dapo", "rft"]
@@ -36,7 +37,7 @@ def main(extra: list[str]) -> None:
         s = run(algo, [f"model.path={sft_ckpt}", "sft.steps=0", f"algo={algo}", *BUDGET, *extra])
         rows[algo] = {"pass@1": s["rl_pass_at_1"], "maj@8": s.get("rl_maj@8"), "rl_steps": s["rl_steps"],
                       "wall_seconds": s["wall_seconds"], "sft_pass@1_same_engine": s["sft_pass_at_1"]}
-    result = {"overrides": extra, "heldout_problems": sft["heldout_problems"],
+    result = {**meta(), "overrides": extra, "heldout_problems": sft["heldout_problems"],
               "samples_per_problem": sft["eval_samples_per_problem"], "results": rows}
     (OUT / "compare.json").write_text(json.dumps(result, indent=2))
     print("\n| after | held-out pass@1 | maj@8 | RL steps | wall (s) |\n|---|---|---|---|---|")

@@ -17,4 +17,12 @@ if [ "$extra" = "cpu" ]; then
   # need none of them.
   .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
+# The python tool's sandbox (rlpractice/tools/sandbox.py) uses bubblewrap when it is there; install it if we can.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } >/dev/null 2>&1 || true
+  fi
+  command -v bwrap >/dev/null 2>&1 || echo "note: install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) for the python tool's sandbox"
+fi
 .venv/bin/python -c "import torch, vllm, ray, transformers; print(f'rlpractice env ready: torch {torch.__version__}, vllm {vllm.__version__}, ray {ray.__version__}')"

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import rlpractice.config_schema  # noqa: F401 - registers the config schema conf/ names, before any test composes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # A configuration small enough for a test (about a minute on 2 CPU cores), still all three stages

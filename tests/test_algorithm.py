@@ -7,8 +7,7 @@ import torch
 
 from rlpractice.algorithm.advantages import advantages, group_advantages, rloo_advantages, zero_variance_fraction
 from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
-from rlpractice.algorithm.pass_at_k import majority_correct, mean_pass_at_k, pass_at_k
-from rlpractice.evaluation import answer_key
+from rlpractice.evaluation import answer_key, majority_correct, mean_pass_at_k, pass_at_k
 
 
 def test_group_advantages_one_correct_of_four():

@@ -2,10 +2,23 @@
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 
 from rlpractice.config_checks import check
+from rlpractice.config_schema import composition_error
 from rlpractice.errors import UserError
 from tests.conftest import ROOT, run_cli
+
+
+def compose_and_check(overrides: list[str]):
+    """What `python -m rlpractice` does before anything starts: compose (types, keys), then check (values)."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        try:
+            cfg = compose("config", overrides=overrides)
+        except HydraException as e:
+            raise UserError(composition_error(e)) from e
+    check(cfg)
+    return cfg
 
 
 @pytest.mark.parametrize("override, message", [
@@ -22,17 +35,25 @@ from tests.conftest import ROOT, run_cli
     ("learner.bf16=sometimes", "learner.bf16='sometimes': expected auto, true or false"),
     ("sampler.weight_sync=cuda_ipc", "sampler.weight_sync=cuda_ipc: the engines read the weights"),
     ("+sampler.engine.enable_sleep_mode=true", "sampler.engine.enable_sleep_mode=true frees the engines' GPU memory"),
+    ("sampler.weight_sync=carrier_pigeon",
+     "sampler.weight_sync='carrier_pigeon': expected filesystem, object_store or cuda_ipc"),
+    ("algo.loss_aggregation=sum", "algo.loss_aggregation='sum': expected seq_mean_token_mean, token_mean or"),
+    ("algo.advantage=ppo", "algo.advantage='ppo': expected grpo or rloo"),
+    ("algo.ratio_level=group", "algo.ratio_level='group': expected token or sequence"),
+    ("algo.kl_estimator=k2", "algo.kl_estimator='k2': expected k1 or k3"),
+    ("sampler.top_p=2", "sampler.top_p=2.0: must be between 0.0 and 1.0"),
+    ("rl.stepz=3", "rl.stepz: no such key; did you mean rl.steps?"),  # a misspelt key
+    ("+algo.epsilon_hi=0.3", "algo.epsilon_hi: no such key; did you mean algo.epsilon_high?"),  # added with +
+    ("data.path=train.jsonl", "data.path: no such key"),  # a key of data=jsonl, not of the default data=textbook
+    ("model.hidden_size=wide", "model.hidden_size='wide': expected an integer"),
 ])
 def test_bad_values_name_their_key(override, message):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["+experiment=math", override])
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(")):
-        check(cfg)
+        compose_and_check(["+experiment=math", override])
 
 
 def test_default_config_passes_the_checks():
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        check(compose("config", overrides=["+experiment=math"]))
+    compose_and_check(["+experiment=math"])
 
 
 def test_cli_bad_value_is_one_line_and_writes_nothing(tmp_path):
@@ -42,6 +63,32 @@ def test_cli_bad_value_is_one_line_and_writes_nothing(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == "error: config key rl.steps='abc': expected an integer"
     assert "Traceback" not in result.stderr
     assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "wandb").exists()
+
+
+def test_cli_unknown_weight_sync_is_one_line_before_anything_starts(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(["+experiment=math", "sampler.weight_sync=carrier_pigeon", f"hydra.run.dir={run_dir}"],
+                     timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: config key sampler.weight_sync='carrier_pigeon': "
+                                                      "expected filesystem, object_store or cuda_ipc")
+    assert "[data]" not in result.stdout and "pretrain" not in result.stdout  # stopped before the first stage
+    assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "wandb").exists()
+
+
+def test_cli_misspelt_key_is_one_line_naming_it():
+    result = run_cli(["+experiment=math", "rl.stepz=3"], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == ["error: config key rl.stepz: no such key; did you mean rl.steps?"]
+
+
+def test_cli_misspelt_key_in_an_own_config_file_names_the_file_and_the_key(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nalgo:\n  epsilon_hi: 0.3\n")
+    result = run_cli([f"hydra.searchpath=[file://{tmp_path}]", "+experiment=mine"], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: In 'experiment/mine': config key algo.epsilon_hi: no such key; did you mean algo.epsilon_high?"]
 
 
 def test_cli_missing_model_path(tmp_path):
@@ -87,10 +134,7 @@ def test_cli_model_hf_without_a_path_says_which_key_to_add(tmp_path):
 
 def test_gpu_sampler_config_passes_the_checks_and_takes_sleep_mode_on_synchronous_steps_only():
     gpu = ["+experiment=math", "sampler=vllm_gpu", "sampler.engine.enable_sleep_mode=true"]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=gpu)
-        ahead = compose("config", overrides=[*gpu, "rl.max_staleness=1"])
-    check(cfg)
+    cfg = compose_and_check(gpu)
     assert cfg.sampler.num_gpus_per_sampler == 1 and cfg.sampler.engine.block_size is None  # not the CPU's 32
     with pytest.raises(UserError, match="rl.max_staleness=0"):
-        check(ahead)
+        compose_and_check([*gpu, "rl.max_staleness=1"])

@@ -18,8 +18,8 @@ from ray.cluster_utils import Cluster
 from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages
 from rlpractice.grading.pool import GradingPool
+from rlpractice.rollout.batch import sample_groups
 from rlpractice.rollout.samplers import Samplers
-from rlpractice.stages.rl import collect_groups
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
 from tests.conftest import ROOT
@@ -36,17 +36,17 @@ def three_steps(cluster: Cluster, cfg, model_dir: Path, problems, pool) -> tuple
     samplers = Samplers(str(model_dir / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
         nodes = [info["node"] for info in samplers.info]
-        groups, _ = collect_groups(samplers, pool, problems, n=1)  # greedy: one per prompt
+        groups, _ = sample_groups(samplers, pool, problems, n=1)  # greedy: one per prompt
         samplers.sync_weights(str(model_dir / "updated"))
-        groups += collect_groups(samplers, pool, problems, n=1)[0]
+        groups += sample_groups(samplers, pool, problems, n=1)[0]
         ray.kill(samplers.actors[0])
-        groups += collect_groups(samplers, pool, problems, n=1)[0]
+        groups += sample_groups(samplers, pool, problems, n=1)[0]
         assert samplers.restarts == 1
     finally:
         samplers.shutdown()
         ray.shutdown()
-    texts = [[s.text for s in g["samples"]] for g in groups]
-    rewards = [[s.reward for s in g["samples"]] for g in groups]
+    texts = [[s.text for s in g.samples] for g in groups]
+    rewards = [g.rewards for g in groups]
     return nodes, texts, advantages(torch.tensor(rewards), "grpo", scale_by_std=True).tolist()
 
 

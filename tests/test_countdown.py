@@ -1,5 +1,4 @@
 import os
-import time
 from collections import Counter
 
 import pytest
@@ -71,10 +70,10 @@ def test_every_worked_solution_is_graded_correct_and_its_steps_are_right():
     assert 0.2 * len(book.worked) < answer_only < 0.4 * len(book.worked)
 
 
-def test_generation_is_fast():
-    start = time.perf_counter()
-    build_textbook(0, exposition_paragraphs=2000, worked=2000, practice=2000, heldout=256)
-    assert time.perf_counter() - start < 3.0
+def test_builds_the_sizes_asked_for():  # its speed: scripts/bench_countdown.py
+    book = build_textbook(0, exposition_paragraphs=2000, worked=2000, practice=2000, heldout=256)
+    assert (len(book.worked), len(book.practice), len(book.heldout)) == (2000, 2000, 256)
+    assert len(book.exposition) >= 2000
 
 
 def test_bad_levels_are_a_user_error():
@@ -120,12 +119,18 @@ def test_rejects_with_a_reason(completion, reason):
     assert g.reward == 0.0 and g.reason.startswith(reason), g
 
 
-def test_huge_inputs_are_rejected_quickly():
-    start = time.perf_counter()
-    for text in ["(" * 10**6, "9*" * 10**6 + "9", "Answer: " + "9*" * 49 + "9", "Answer: " + "(" * 99]:
-        g = countdown(text, "22", **COLUMNS)
-        assert g.reward == 0.0 and g.reason
-    assert time.perf_counter() - start < 1.0
+@pytest.mark.parametrize("text, reason", [
+    ("(" * 10**6, "no final answer"),
+    ("9*" * 10**6 + "9", "no final answer"),
+    ("Answer: " + "9" * 10**6, "answer is longer than 100 characters"),  # refused before it is parsed
+    ("Answer: " + "(" * 10**6, "answer is longer than 100 characters"),
+    ("Answer: " + "(" * 99, "brackets nested deeper than 10"),  # the parser's recursion is bounded
+    ("Answer: " + "9*" * 49 + "9", "uses 9, which is not one of the numbers"),
+])
+def test_huge_inputs_stop_at_a_bound_with_its_reason(text, reason):
+    """The verifier runs in the trainer process without a timeout: its work must stop at a fixed bound
+    whatever the input's size (the time it takes: scripts/bench_countdown.py)."""
+    assert countdown(text, "22", **COLUMNS) == Grade(0.0, reason)
 
 
 def test_needs_its_columns():

@@ -62,7 +62,7 @@ def test_custom_verifier_selected_from_the_command_line(tmp_path, tiny_args):
     plugins.mkdir()
     (plugins / "mentions.py").write_text(CUSTOM)
     run_dir = tmp_path / "run"
-    result = run_cli([*tiny_args, "verifier.name=mentions_answer", f"verifier.dirs=[{plugins}]",
+    result = run_cli([*tiny_args, "verifier.name=mentions_answer", f"verifier.plugins=[{plugins / 'mentions.py'}]",
                       "rl.eval_every=0", "algo=dapo", "algo.kl_coef=0.05", "rl.time_budget_s=0.001",
                       f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -101,7 +101,7 @@ def test_a_verifier_failing_on_every_answer_stops_the_run_with_its_reason(tmp_pa
     plugins = tmp_path / "broken"
     plugins.mkdir()
     (plugins / "broken.py").write_text(BROKEN)
-    result = run_cli([*tiny_args, "verifier.name=always_raises", f"verifier.dirs=[{plugins}]", "rl.eval_every=0",
+    result = run_cli([*tiny_args, f"verifier.name={plugins / 'broken.py'}:always_raises", "rl.eval_every=0",
                       f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -130,7 +130,7 @@ def test_countdown_experiment_with_weighted_verifiers(tmp_path, tiny_args):
     (plugins / "fmt.py").write_text(ASYNC_FORMAT)
     run_dir = tmp_path / "run"
     args = ["+experiment=countdown", *tiny_args[1:], "textbook.levels=[1,2]",
-            "verifier.weights={countdown: 1.0, has_answer_line: 0.1}", f"verifier.dirs=[{plugins}]",
+            "verifier.weights={countdown: 1.0, has_answer_line: 0.1}", f"verifier.plugins=[{plugins / 'fmt.py'}]",
             f"hydra.run.dir={run_dir}"]
     result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]

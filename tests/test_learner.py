@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from rlpractice.algorithm.settings import LossSettings
 from rlpractice.errors import UserError
 from rlpractice.learner import Sequence, collate, microbatches, policy_gradient_step
 from rlpractice.model import new_model
@@ -35,9 +36,10 @@ def test_micro_batching_does_not_change_the_gradient():
     for budget in (10_000, 5):
         model, tok = _tiny()
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        policy_gradient_step(model, opt, seqs, None, pad_id=tok.pad_token_id, token_budget=budget, grad_clip=1e9,
-                             eps_low=0.2, eps_high=0.2, aggregation="seq_mean_token_mean", num_sequences=4,
-                             max_tokens=8)
+        policy_gradient_step(model, opt, seqs, None,
+                LossSettings(token_budget=budget, grad_clip=1e9, eps_low=0.2,
+                             eps_high=0.2, aggregation="seq_mean_token_mean", max_tokens=8),
+                pad_id=tok.pad_token_id)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
     assert grads[0].abs().sum() > 0
@@ -51,8 +53,10 @@ def test_policy_gradient_raises_logprob_of_positive_advantage_sample():
     before = sequence_logprobs(model, seqs, tok.pad_token_id, 1000)[0][1:].sum()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):
-        policy_gradient_step(model, opt, seqs, None, pad_id=tok.pad_token_id, token_budget=1000, grad_clip=1.0,
-                             eps_low=0.2, eps_high=0.2, aggregation="token_mean", num_sequences=1, max_tokens=4)
+        policy_gradient_step(model, opt, seqs, None,
+                LossSettings(token_budget=1000, grad_clip=1.0, eps_low=0.2,
+                             eps_high=0.2, aggregation="token_mean", max_tokens=4),
+                pad_id=tok.pad_token_id)
     after = sequence_logprobs(model, seqs, tok.pad_token_id, 1000)[0][1:].sum()
     assert after > before
 
@@ -63,26 +67,32 @@ def test_head_size_vllm_cannot_serve_is_refused_up_front():
         new_model(tok, 64, 1, 4, 64, 64, seed=0)
 
 
+def _group(prompt_ids, samples):
+    from rlpractice.rollout.batch import Group, Sample
+    from rlpractice.textbook.problems import Problem
+
+    problem = Problem("q", "1", "", 1)
+    return Group(problem, prompt_ids, [Sample(ids, "t", reward, "r", "stop") for ids, reward in samples])
+
+
 def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():
     from omegaconf import OmegaConf
 
-    from rlpractice.stages.rl import Sample, rft_update
+    from rlpractice.policy_update import RejectionSampling
 
     tok = train_tokenizer(["Question: 1 + 1?\nSolution: 1 + 1 = 2. Answer: 2"] * 20, 280)
     model = new_model(tok, 32, 1, 1, 64, 64, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sample = lambda n, reward: Sample(list(range(3, 3 + n)), "text", reward, "reason", "stop", [])  # noqa: E731
-    groups = [{"prompt_ids": [1, 2], "samples": [sample(5, 1.0), sample(3, 1.0), sample(4, 0.0)]},
-              {"prompt_ids": [1, 2], "samples": [sample(4, 0.0)]}]
+    ids = lambda n: list(range(3, 3 + n))  # noqa: E731
+    groups = [_group([1, 2], [(ids(5), 1.0), (ids(3), 1.0), (ids(4), 0.0)]), _group([1, 2], [(ids(4), 0.0)])]
     algo = OmegaConf.create({"rft_keep": "all", "token_budget": 256, "grad_clip": 1.0})
+    rft = RejectionSampling(model, opt, algo, tok.pad_token_id)
     before = [p.detach().clone() for p in model.parameters()]
-    assert rft_update(model, opt, groups, algo, tok.pad_token_id)["learned_sequences"] == 2
+    assert rft.update(groups)["learned_sequences"] == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     algo.rft_keep = "shortest"
-    assert rft_update(model, opt, groups, algo, tok.pad_token_id)["learned_sequences"] == 1
-    no_correct = [groups[1]]
-    assert rft_update(model, opt, no_correct, algo, tok.pad_token_id) == \
-        {"loss": 0.0, "optimizer_steps": 0, "learned_sequences": 0}
+    assert rft.update(groups)["learned_sequences"] == 1
+    assert rft.update([groups[1]]) == {"loss": 0.0, "optimizer_steps": 0, "learned_sequences": 0}
 
 
 def test_kl_penalty_pulls_toward_the_reference_and_entropy_bonus_raises_entropy():
@@ -90,27 +100,29 @@ def test_kl_penalty_pulls_toward_the_reference_and_entropy_bonus_raises_entropy(
 
     model, tok = _tiny()
     seqs = [Sequence([1, 5, 6, 7], [0, 1, 1, 1], 0.0), Sequence([2, 8, 9], [0, 1, 1], 0.0)]
-    kw = dict(pad_id=tok.pad_token_id, token_budget=1000, grad_clip=1.0, eps_low=0.2, eps_high=0.2,
-              aggregation="token_mean", num_sequences=2, max_tokens=4)
+    kw = dict(pad_id=tok.pad_token_id)
+    loss = dict(token_budget=1000, aggregation="token_mean", max_tokens=4)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     # reference == policy: k3 KL is 0 and so is its gradient
     ref = sequence_logprobs(model, seqs, tok.pad_token_id, 1000)
-    out = policy_gradient_step(model, opt, seqs, None, ref_logps=ref, kl_coef=1.0, **kw)
+    out = policy_gradient_step(model, opt, seqs, None, LossSettings(**loss, kl_coef=1.0), ref_logps=ref, **kw)
     assert out["kl"] == pytest.approx(0.0, abs=1e-6) and out["grad_norm"] == pytest.approx(0.0, abs=1e-6)
     # a reference that puts more mass on these tokens: zero advantages, so only the KL term moves the policy
     far = [r + 0.5 for r in ref]
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = policy_gradient_step(model, opt, seqs, None, ref_logps=far, kl_coef=1.0, kl_estimator="k3", **kw)["kl"]
+    first = policy_gradient_step(model, opt, seqs, None,
+            LossSettings(**loss, kl_coef=1.0, kl_estimator="k3"),
+            ref_logps=far, **kw)["kl"]
     for _ in range(5):
-        last = policy_gradient_step(model, opt, seqs, None, ref_logps=far, kl_coef=1.0, kl_estimator="k3", **kw)["kl"]
+        last = policy_gradient_step(model, opt, seqs, None,
+                LossSettings(**loss, kl_coef=1.0, kl_estimator="k3"),
+                ref_logps=far, **kw)["kl"]
     assert first > 0 and last < first
     # entropy bonus alone raises the entropy of the completion tokens
-    start = policy_gradient_step(model, opt, seqs, None, entropy_coef=1.0, **kw)["entropy"]
+    start = policy_gradient_step(model, opt, seqs, None, LossSettings(**loss, entropy_coef=1.0), **kw)["entropy"]
     for _ in range(5):
-        end = policy_gradient_step(model, opt, seqs, None, entropy_coef=1.0, **kw)["entropy"]
+        end = policy_gradient_step(model, opt, seqs, None, LossSettings(**loss, entropy_coef=1.0), **kw)["entropy"]
     assert end > start
-    with pytest.raises(UserError, match="kl_estimator"):
-        policy_gradient_step(model, opt, seqs, None, ref_logps=ref, kl_coef=1.0, kl_estimator="k9", **kw)
 
 
 def test_logprob_mismatch_compares_the_same_completion_tokens():
@@ -120,35 +132,64 @@ def test_logprob_mismatch_compares_the_same_completion_tokens():
     ids, prompt_len = [1, 5, 6, 7, 8], 2
     mine = sequence_logprobs(model, [Sequence(ids, [0, 0, 1, 1, 1])], tok.pad_token_id, 1000)[0]
     completion = mine[prompt_len - 1:].tolist()  # log p of ids[2:], the three completion tokens
-    kw = dict(pad_id=tok.pad_token_id, token_budget=1000, grad_clip=1.0, eps_low=0.2, eps_high=0.2,
-              aggregation="token_mean", num_sequences=1, max_tokens=4)
+    kw = dict(pad_id=tok.pad_token_id)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    exact = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, completion)], None, **kw)
+    exact = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, completion)], None,
+            LossSettings(aggregation="token_mean"),
+            **kw)
     shifted = [x - 0.1 for x in completion]
-    off = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, shifted)], None, **kw)
+    off = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, shifted)], None,
+            LossSettings(aggregation="token_mean"),
+            **kw)
     assert exact["logprob_mismatch"] == pytest.approx(0.0, abs=1e-5)
     assert off["logprob_mismatch"] == pytest.approx(0.1, abs=1e-5)
+
+
+def _algo(**overrides):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"minibatches": 1, "num_iterations": 1, "advantage": "grpo", "scale_by_std": True,
+                             **overrides})
 
 
 def test_several_passes_and_minibatches_use_the_sampling_policy_ratio():
     """num_iterations x minibatches optimiser steps; after the first, the ratio moves away from 1 and
     the clip starts to act (a large learning rate makes it certain)."""
-    from omegaconf import OmegaConf
-
-    from rlpractice.stages.rl import Sample, update_policy
+    from rlpractice.policy_update import PolicyGradient
 
     model, tok = _tiny()
-    sample = lambda ids, reward: Sample(ids, "t", reward, "r", "stop", [])  # noqa: E731
-    groups = [{"prompt_ids": [1, 2], "samples": [sample([5, 6, 7], 1.0), sample([8, 9], 0.0)]},
-              {"prompt_ids": [1, 3], "samples": [sample([6, 6], 0.0), sample([7, 5, 9], 1.0)]}]
+    groups = [_group([1, 2], [([5, 6, 7], 1.0), ([8, 9], 0.0)]), _group([1, 3], [([6, 6], 0.0), ([7, 5, 9], 1.0)])]
     adv = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
-    algo = OmegaConf.create({"minibatches": 2, "num_iterations": 2, "token_budget": 256, "grad_clip": 1e9,
-                             "epsilon_low": 0.2, "epsilon_high": 0.2, "loss_aggregation": "seq_mean_token_mean",
-                             "ratio_level": "token", "kl_coef": 0.0, "kl_estimator": "k3", "entropy_coef": 0.0})
     opt = torch.optim.SGD(model.parameters(), lr=50.0)
-    out = update_policy(model, opt, groups, adv, algo, tok.pad_token_id, max_tokens=4)
+    update = PolicyGradient(model, opt, _algo(minibatches=2, num_iterations=2),
+                            LossSettings(token_budget=256, grad_clip=1e9, max_tokens=4), tok.pad_token_id)
+    out = update.update(groups, adv)
     assert out["optimizer_steps"] == 4 and out["learned_sequences"] == 4
     assert out["clip_ratio"] > 0  # second-pass ratios are off 1 after such large steps
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"])
+@pytest.mark.parametrize("minibatches", [1, 2])
+def test_skipping_zero_advantage_samples_changes_speed_not_the_update(aggregation, minibatches):
+    """Zero-advantage samples are left out of the learner's forward passes; the loss normalisers still count
+    them (tokens and sequences of the whole slice), so the weights after the step are the same."""
+    from rlpractice.policy_update import PolicyGradient
+
+    groups = [_group([1, 2], [([5, 6, 7, 8, 9], 1.0), ([8, 9], 0.0), ([4, 4, 4], 0.0)]),
+              _group([1, 3], [([6, 6, 6, 6], 1.0), ([7, 5, 9], 1.0), ([5], 1.0)]),  # all equal: advantage 0
+              _group([2, 3], [([9, 9], 0.0), ([7, 7, 7, 7, 7, 7], 1.0), ([6], 0.0)])]
+    adv = torch.tensor([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-0.5, 1.0, 0.0]])
+    weights, learned = [], []
+    for skip in (False, True):
+        model, tok = _tiny()
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        update = PolicyGradient(model, opt, _algo(minibatches=minibatches),
+                                LossSettings(aggregation=aggregation, grad_clip=1e9, max_tokens=8), tok.pad_token_id)
+        update.skip_zero_advantage = skip
+        learned.append(update.update(groups, adv)["learned_sequences"])
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert learned == [9, 4]
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)
 
 
 def _groups_of_samples():
@@ -191,10 +232,10 @@ def test_shared_prompt_policy_step_gives_the_same_gradient_and_metrics(budget):
         model, tok = _tiny()
         ref = sequence_logprobs(model, seqs, tok.pad_token_id, budget, share_prompts=share)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        out.append(policy_gradient_step(model, opt, seqs, None, pad_id=tok.pad_token_id, token_budget=budget,
-                                        grad_clip=1e9, eps_low=0.2, eps_high=0.2, aggregation="token_mean",
-                                        num_sequences=len(seqs), max_tokens=8, ref_logps=ref, kl_coef=0.1,
-                                        entropy_coef=0.01, share_prompts=share))
+        out.append(policy_gradient_step(model, opt, seqs, None,
+                LossSettings(token_budget=budget, grad_clip=1e9, eps_low=0.2,
+                             eps_high=0.2, aggregation="token_mean", max_tokens=8, kl_coef=0.1, entropy_coef=0.01),
+                pad_id=tok.pad_token_id, ref_logps=ref, share_prompts=share))
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
@@ -234,10 +275,10 @@ def test_bf16_autocast_step_stays_close_to_fp32_and_keeps_fp32_weights():
         model, tok = _tiny()
         place(model, "cpu")
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        out.append(policy_gradient_step(model, opt, seqs, None, pad_id=tok.pad_token_id, token_budget=10_000,
-                                        grad_clip=1e9, eps_low=0.2, eps_high=0.2, aggregation="token_mean",
-                                        num_sequences=len(seqs), max_tokens=8, entropy_coef=0.01, share_prompts=True,
-                                        bf16=bf16))
+        out.append(policy_gradient_step(model, opt, seqs, None,
+                LossSettings(token_budget=10_000, grad_clip=1e9, eps_low=0.2,
+                             eps_high=0.2, aggregation="token_mean", max_tokens=8, entropy_coef=0.01),
+                pad_id=tok.pad_token_id, share_prompts=True, bf16=bf16))
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
         assert all(p.dtype == torch.float32 for p in model.parameters())
         assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)

@@ -1,50 +1,71 @@
 """Sampling ahead (rl.max_staleness): the prefetcher's schedule, and the staleness correction's log-probs."""
 
 import threading
-import time
 
 import torch
 
 from rlpractice import model as policy
 from rlpractice.learner import Sequence, sequence_logprobs
-from rlpractice.stages.rl import Prefetcher, behaviour_logprobs
+from rlpractice.policy_update import behaviour_logprobs
+from rlpractice.rollout.prefetch import Prefetcher
 from rlpractice.tokenizer import train_tokenizer
 
 
-def recording_job(started: list[int]):
-    """A batch job that records the step it was started for."""
-    lock = threading.Lock()
+class Jobs:
+    """A batch job that records the step it was started for; each job waits until the test releases it, so
+    the test sees exactly which batches have been started, with no timing assumptions."""
 
-    def job(step: int) -> dict:
-        with lock:
-            started.append(step)
-        time.sleep(0.05)
+    def __init__(self):
+        self.started: list[int] = []
+        self.lock = threading.Lock()
+        self.release: dict[int, threading.Event] = {}
+        self.begun = threading.Condition(self.lock)
+
+    def __call__(self, step: int) -> dict:
+        with self.lock:
+            self.started.append(step)
+            gate = self.release.setdefault(step, threading.Event())
+            self.begun.notify_all()
+        gate.wait(timeout=30)
         return {"batch": step}
 
-    return job
+    def let_finish(self, step: int) -> None:
+        with self.lock:
+            self.release.setdefault(step, threading.Event()).set()
+
+    def wait_started(self, step: int) -> None:
+        with self.lock:
+            assert self.begun.wait_for(lambda: step in self.started, timeout=30)
 
 
 def test_synchronous_prefetcher_starts_each_batch_when_its_step_asks():
-    started: list[int] = []
-    batches = Prefetcher(recording_job(started), first=1, last=3, max_staleness=0)
+    jobs = Jobs()
+    batches = Prefetcher(jobs, first=1, last=3, max_staleness=0)
     try:
-        assert [batches.get()["batch"] for _ in range(2)] == [1, 2]
-        time.sleep(0.1)
-        assert started == [1, 2]  # nothing sampled ahead
+        for step in (1, 2):
+            jobs.let_finish(step)
+            assert batches.get()["batch"] == step
+        jobs.let_finish(3)  # step 3's job may run now, but only once get() asks for it
+        assert jobs.started == [1, 2]  # get() returned and nothing was started ahead
+        assert batches.pool._work_queue.empty() and not batches.pending
     finally:
         batches.close()
 
 
 def test_one_step_ahead_starts_the_next_batch_while_the_learner_works_and_stops_at_the_last_step():
-    started: list[int] = []
-    batches = Prefetcher(recording_job(started), first=4, last=6, max_staleness=1)
+    jobs = Jobs()
+    batches = Prefetcher(jobs, first=4, last=6, max_staleness=1)
     try:
+        jobs.let_finish(4)
         assert batches.get()["batch"] == 4
-        time.sleep(0.1)  # "learning"
-        assert started == [4, 5]  # step 5's batch is already under way
-        assert [batches.get()["batch"], batches.get()["batch"]] == [5, 6]
-        time.sleep(0.1)
-        assert started == [4, 5, 6]  # never beyond the last step
+        jobs.wait_started(5)  # step 5's batch is under way while step 4 "learns" (its job has not finished)
+        assert jobs.started == [4, 5] and not batches.pending[0].done()
+        jobs.let_finish(5)
+        assert batches.get()["batch"] == 5
+        jobs.wait_started(6)
+        jobs.let_finish(6)
+        assert batches.get()["batch"] == 6
+        assert jobs.started == [4, 5, 6] and not batches.pending  # never beyond the last step
     finally:
         batches.close()
 

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from rlpractice.errors import UserError
 from rlpractice.grading.mathparse import ParseError, extract_answer, parse_math
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import Grade, get_verifier
@@ -144,7 +145,7 @@ def flaky(completion, answer, **columns):
 
 def test_hang_crash_and_exception_cost_only_their_answer(tmp_path):
     (tmp_path / "flaky.py").write_text(PLUGIN)
-    with GradingPool("flaky_test", dirs=[str(tmp_path)], num_workers=2, timeout_s=1.0) as pool:
+    with GradingPool("flaky_test", plugins=[str(tmp_path / "flaky.py")], num_workers=2, timeout_s=1.0) as pool:
         start = time.monotonic()
         grades = pool.grade(["a", "hang", "crash", "raise", "b"], ["a", "x", "x", "x", "b"],
                             [{"tag": "t"}] * 5)
@@ -157,9 +158,9 @@ def test_hang_crash_and_exception_cost_only_their_answer(tmp_path):
 
 
 def test_unknown_verifier_names_what_to_do():
-    with pytest.raises(ValueError, match="unknown verifier 'nope'.*@verifier"):
+    with pytest.raises(UserError, match=r"unknown verifier 'nope'.*my_verifier\.py:fn.*@verifier\('nope'\)"):
         get_verifier("nope")
-    with pytest.raises(ValueError, match="cannot import"):
+    with pytest.raises(UserError, match="no module named 'no_such_module'"):
         get_verifier("no_such_module:fn")
 
 

@@ -35,7 +35,7 @@ def always_raises(completion: str, answer: str, **columns):
 def plugins(tmp_path_factory):
     folder = tmp_path_factory.mktemp("plugins")
     (folder / "mine.py").write_text(PLUGIN)
-    return [str(folder)]
+    return [str(folder / "mine.py")]
 
 
 def test_combine_is_a_weighted_sum_with_every_reason():

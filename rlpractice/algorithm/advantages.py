@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import torch
 
-from rlpractice.errors import UserError
-
 
 def group_advantages(rewards: torch.Tensor, scale_by_std: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """A_ij = (r_ij - mean_j r_ij) / (std_j r_ij + eps)   (GRPO; Dr. GRPO sets scale_by_std=False).
@@ -40,10 +38,13 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return (rewards - rewards.mean(dim=1, keepdim=True)) * g / (g - 1)
 
 
+ESTIMATORS = ("grpo", "rloo")  # the choices of algo.advantage in config_schema.AlgoConfig
+
+
 def advantages(rewards: torch.Tensor, estimator: str, scale_by_std: bool) -> torch.Tensor:
     """The estimator `algo.advantage` names: grpo (group mean, optionally / std) or rloo (leave-one-out)."""
     if estimator == "grpo":
         return group_advantages(rewards, scale_by_std=scale_by_std)
     if estimator == "rloo":
         return rloo_advantages(rewards)
-    raise UserError(f"unknown algo.advantage {estimator!r}: use grpo or rloo")
+    raise ValueError(f"algo.advantage={estimator!r} is none of {ESTIMATORS}")  # the config schema allows only those

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from rlpractice.errors import UserError
-
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                       eps_low: float, eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,6 +35,9 @@ def sequence_level_logp(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.
     return old_logp + mean_log_ratio
 
 
+AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")  # algo.loss_aggregation's choices
+
+
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_sequences: int,
               num_tokens: int, max_tokens: int) -> torch.Tensor:
     """Reduce per-token losses of one micro-batch into its share of the batch loss.
@@ -55,7 +56,7 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_sequen
         return masked.sum() / max(num_tokens, 1)
     if mode == "seq_mean_token_sum_norm":
         return masked.sum() / (max_tokens * num_sequences)
-    raise UserError(f"unknown algo.loss_aggregation {mode!r}")
+    raise ValueError(f"algo.loss_aggregation={mode!r} is none of {AGGREGATIONS}")  # the config schema allows only those
 
 
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

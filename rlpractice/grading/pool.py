@@ -31,7 +31,7 @@ async def _awaited(awaitable):
     return await awaitable
 
 
-def _worker_main(conn: Connection, weights: dict[str, float], dirs: list[str], memory_limit_mb: int) -> None:
+def _worker_main(conn: Connection, weights: dict[str, float], plugins: list[str], memory_limit_mb: int) -> None:
     import resource
     import signal
 
@@ -39,7 +39,7 @@ def _worker_main(conn: Connection, weights: dict[str, float], dirs: list[str], m
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    fns = {name: get_verifier(name, dirs).fn for name in weights}
+    fns = {name: get_verifier(name, plugins).fn for name in weights}
     conn.send("ready")
     while True:
         task = conn.recv()
@@ -51,9 +51,9 @@ def _worker_main(conn: Connection, weights: dict[str, float], dirs: list[str], m
 
 
 class _Worker:
-    def __init__(self, ctx, weights: dict[str, float], dirs: list[str], memory_limit_mb: int):
+    def __init__(self, ctx, weights: dict[str, float], plugins: list[str], memory_limit_mb: int):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, weights, dirs, memory_limit_mb), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, weights, plugins, memory_limit_mb), daemon=True)
         self.proc.start()
         child.close()
         self.ready = False
@@ -67,13 +67,14 @@ class _Worker:
 
 
 class GradingPool:
-    def __init__(self, name: str | dict[str, float], dirs: list[str] | tuple[str, ...] = (), num_workers: int = 2,
+    def __init__(self, name: str | dict[str, float], plugins: list[str] | tuple[str, ...] = (), num_workers: int = 2,
                  timeout_s: float = 5.0, memory_limit_mb: int = 2048):
-        """`name`: one verifier, or {name: weight} for a weighted combination of several."""
+        """`name`: one verifier, or {name: weight} for a weighted combination of several; `plugins`: files or
+        modules to import for their @verifier registrations (registry.get_verifier)."""
         self.weights = {name: 1.0} if isinstance(name, str) else {str(k): float(v) for k, v in name.items()}
-        self.name, self.dirs = "+".join(self.weights), list(dirs)
+        self.name, self.plugins = "+".join(self.weights), [str(p) for p in plugins]
         # looked up here first: a bad name fails early, in the trainer, with a clear message
-        self.verifiers = {n: get_verifier(n, self.dirs) for n in self.weights}
+        self.verifiers = {n: get_verifier(n, self.plugins) for n in self.weights}
         self.timeout_s, self.memory_limit_mb = timeout_s, memory_limit_mb
         self._ctx = mp.get_context("spawn")  # no fork: the trainer holds threads (Ray, torch)
         self._workers = [self._spawn() for _ in range(num_workers)]
@@ -82,10 +83,10 @@ class GradingPool:
     def from_config(cls, verifier) -> GradingPool:
         """The pool the `verifier` config group describes: several verifiers with weights, or the one named."""
         v = verifier
-        return cls(dict(v.weights) if v.weights else v.name, v.dirs, v.num_workers, v.timeout_s, v.memory_limit_mb)
+        return cls(dict(v.weights) if v.weights else v.name, v.plugins, v.num_workers, v.timeout_s, v.memory_limit_mb)
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self.weights, self.dirs, self.memory_limit_mb)
+        return _Worker(self._ctx, self.weights, self.plugins, self.memory_limit_mb)
 
     def grade(self, completions: list[str], answers: list[str], columns: list[dict] | None = None) -> list[Grade]:
         columns = columns or [{} for _ in completions]

@@ -2,9 +2,11 @@
 
 A verifier is any function `fn(completion: str, answer: str, **columns) -> Grade | float | bool | None`,
 plain or `async def` (awaited in the grading worker: a verifier that calls a service). `columns` are the
-problem's other dataset fields. Register it with `@verifier("name")` in a file under the top-level
-`verifiers/` folder (or any folder listed in `verifier.dirs`), or name it by dotted path in config:
-`verifier.name=mypkg.mod:fn`. Several verifiers combine with weights (`verifier.weights`, see `combine`);
+problem's other dataset fields. Name it in config in one of three ways (rlpractice/plugins.py loads them):
+- a function in a file: `verifier.name=path/to/my_verifier.py:fn` (or a module: `mypkg.mod:fn`);
+- a name registered with `@verifier("name")` in a file listed in `verifier.plugins` (files or modules);
+- a built-in name: the modules of the top-level `verifiers/` folder (installed as `rlpractice.verifiers`).
+Only the files named are imported. Several verifiers combine with weights (`verifier.weights`, see `combine`);
 None means "does not apply to this answer" and leaves that verifier out of the sum.
 
 `fast=` optionally gives a cheap, safe function run in the trainer process first (e.g. plain numbers);
@@ -14,17 +16,16 @@ it returns a Grade, or None to send the answer to the isolated worker processes.
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+
+from omegaconf import DictConfig
 
 from rlpractice.errors import UserError
+from rlpractice.plugins import import_plugin, load_object
 
-# The repository's own plugin folder. It is not a Python package (a PyPI package named `verifiers`
-# exists); its files are loaded by path under the module prefix below.
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "verifiers"
-_PLUGIN_PREFIX = "rlpractice_verifiers"
+BUILTIN = "rlpractice.verifiers"  # the top-level verifiers/ folder, shipped inside the package (pyproject.toml)
 
 
 @dataclass(frozen=True)
@@ -87,41 +88,44 @@ def combine(grades: dict[str, Grade | None], weights: dict[str, float]) -> Grade
     return Grade(reward, reason, {n: g.reward for n, g in applied.items()})
 
 
-def _load_plugin_dir(folder: Path) -> None:
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        module_name = f"{_PLUGIN_PREFIX}.{folder.name}.{path.stem}"
-        if module_name in importlib.sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        importlib.sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            del importlib.sys.modules[module_name]
-            raise ImportError(f"verifier plugin {path} failed to import: {exc!r}") from exc
+def load_plugins(plugins: list[str] | tuple[str, ...]) -> None:
+    """Import each plugin file or module named (for its @verifier registrations); a failure is one line."""
+    for ref in plugins:
+        import_plugin(str(ref), "verifier.plugins")
 
 
-def get_verifier(name: str, dirs: list[str] | tuple[str, ...] = ()) -> Verifier:
-    """Look `name` up: registered name (after loading plugin folders), or 'module:function' path."""
+def _load_builtins() -> None:
+    package = importlib.import_module(BUILTIN)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{BUILTIN}.{module.name}")
+
+
+def get_verifier(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Verifier:
+    """Look `name` up: 'file.py:function' or 'module:function', else a name registered by a built-in
+    verifier or by one of the `plugins` (which are imported first, so a broken one fails even when unused)."""
+    load_plugins(plugins)
+    if name.endswith(".py"):
+        raise UserError(f"verifier {name!r}: name the function in it too ({name}:my_function), or list the file "
+                        "in verifier.plugins and use a name it registers")
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(f"verifier.name={name!r}: cannot import {attr!r} from {module_name!r}") from exc
-        return _REGISTRY.get(name) or Verifier(name, fn, getattr(fn, "fast", None))
+        fn = load_object(name, "verifier")
+        if not callable(fn):
+            raise UserError(f"verifier {name!r} is a {type(fn).__name__}, not a function")
+        registered = next((v for v in _REGISTRY.values() if v.fn is fn), None)  # keeps its fast path
+        return Verifier(name, fn, registered.fast if registered else getattr(fn, "fast", None))
     if name not in _REGISTRY:
-        for folder in [BUILTIN_DIR, *map(Path, dirs)]:
-            if not folder.is_dir():
-                raise UserError(f"verifier.dirs: {folder} is not a directory")
-            _load_plugin_dir(folder)
+        _load_builtins()
     if name not in _REGISTRY:
         raise UserError(
-            f"unknown verifier {name!r}; registered: {sorted(_REGISTRY)}. Register one with "
-            f"@verifier({name!r}) in a file under {BUILTIN_DIR} or a folder in verifier.dirs, "
-            "or give a dotted path 'module:function'."
+            f"unknown verifier {name!r}; registered: {sorted(_REGISTRY)}. Name a function in a file "
+            f"(verifier.name=path/to/my_verifier.py:fn), or register one with @verifier({name!r}) in a file "
+            "listed in verifier.plugins."
         )
     return _REGISTRY[name]
+
+
+def check_verifiers(cfg: DictConfig) -> None:
+    """Resolve every verifier the `verifier` config group names, here in the trainer, so that a bad name or a
+    broken plugin is one line before anything starts (the grading workers load them again)."""
+    for name in cfg.weights or [cfg.name]:
+        get_verifier(str(name), [str(p) for p in cfg.plugins])

@@ -33,20 +33,34 @@ def set_engine_threads(cores: list[int] | None) -> None:
     """Environment for a CPU engine computing on `cores` (None: vLLM's own binding over this process's cores).
     vLLM-CPU pins its compute threads to VLLM_CPU_OMP_THREADS_BIND; left to itself it picks the same cores for
     every engine on a machine. Ray sets OMP_NUM_THREADS to an actor's num_cpus, which under vLLM's own
-    binding (all cores) measured ~1.4x slower on 2 cores. Call before torch is imported in this process; the
+    binding (all cores) oversubscribes them. Call before torch is imported in this process; the
     engine's own processes, if any, inherit it."""
-    if "torch" in sys.modules:  # seen: two engines then ran two threads each, unpinned, ~2x slower together
+    if "torch" in sys.modules:  # torch reads the thread settings once, at import
         warnings.warn("torch was imported before the engine's thread settings; they may not apply", stacklevel=2)
     if cores:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
     os.environ["OMP_NUM_THREADS"] = str(len(cores or os.sched_getaffinity(0)))
 
 
+def write_output_to(log_path: str | None) -> None:
+    """Send this process's stdout and stderr (vLLM's start-up messages and library warnings, which Ray would
+    otherwise copy onto the trainer's console) into `log_path`, at the file-descriptor level so output of
+    C++ code and of child processes goes there too."""
+    if not log_path:
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(fd, stream.fileno())
+    os.close(fd)
+
+
 def sampling_params(n: int, max_tokens: int, temperature: float, top_p: float, ignore_eos: bool, logprobs: bool):
     """vLLM's settings for one request of `n` completions, as the actors send it (bench_sampling's raw engines
     too). With `logprobs`, the sampled token's log-prob at each position (flat: one list, not a dict per
-    token). No detokenization: vLLM's incremental detokenizer, which also decodes every log-prob's token, took
-    ~20% of sampling time with log-probs and ~8% without on CPU; callers decode each call's completions at once.
+    token). No detokenization: vLLM's incremental detokenizer decodes token by token (and every log-prob's token
+    too), which costs more than one batch decode of each call's completions, as the callers do.
     No per-request seed: on vLLM-CPU 0.32 a seeded request crashes the engine once batches are chunked
     ("CPU Generator does not use offset"); randomness comes from the engine's seed."""
     from vllm import SamplingParams  # imported here: only engine processes need vLLM
@@ -59,11 +73,14 @@ def sampling_params(n: int, max_tokens: int, temperature: float, top_p: float, i
 @ray.remote
 class SamplerActor:
     def __init__(self, weights: str | dict[str, bytes], engine_kwargs: dict, seed: int,
-                 update: dict[str, bytes] | None = None, core_slot: int | None = None, cpus: float = 1):
+                 update: dict[str, bytes] | None = None, core_slot: int | None = None, cpus: float = 1,
+                 log_path: str | None = None):
         """`weights`: a checkpoint directory this node can read (shared filesystem), or the checkpoint's
         files themselves (weight_sync=object_store), written to a node-local folder first, with the
         latest synced weights (`update`) written over them. `core_slot` (CPU engines): this engine's index
-        among the engines on its machine; it computes on `cpus` cores of its own (`engine_cores`)."""
+        among the engines on its machine; it computes on `cpus` cores of its own (`engine_cores`).
+        `log_path`: where the engine's own output goes (on the node it runs on)."""
+        write_output_to(log_path)
         self.cores = None if core_slot is None else engine_cores(sorted(os.sched_getaffinity(0)), core_slot, cpus)
         set_engine_threads(self.cores)  # before vLLM imports torch
         from vllm import LLM  # imported here: only the actor process needs vLLM
@@ -90,8 +107,8 @@ class SamplerActor:
     def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
                  top_p: float, ignore_eos: bool = False, logprobs: bool = True) -> list[dict]:
         """For each (prompt, n): prompt token ids and n completions (token ids, text, finish reason, and, with
-        `logprobs`, the sampler's log-prob of each sampled token, else None: asking for them cost ~3-6% of
-        sampling time on CPU). The text comes from one batch decode of the call's completions
+        `logprobs`, the sampler's log-prob of each sampled token, else None: they cost sampling time, see
+        scripts/bench_sampling.py --logprobs). The text comes from one batch decode of the call's completions
         (`sampling_params`), the same text as vLLM's own (skip_special_tokens).
         """
         params = [sampling_params(n, max_tokens, temperature, top_p, ignore_eos, logprobs) for _, n in requests]

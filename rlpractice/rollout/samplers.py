@@ -7,25 +7,27 @@ can start before generation ends.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import ray
-import torch
 from omegaconf import DictConfig, OmegaConf
 from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlpractice.caches import CACHE_VARIABLES
-from rlpractice.rollout import weight_transfer
+from rlpractice.errors import UserError
 from rlpractice.rollout.sampler import SamplerActor
+from rlpractice.rollout.weight_sync import MODES
 
 
 def start_ray(cluster: DictConfig) -> None:
     if ray.is_initialized():
         return
+    keep_ray_messages_off_the_console()
     env = {"VLLM_LOGGING_LEVEL": cluster.vllm_log_level, "TOKENIZERS_PARALLELISM": "false",
            **{k: os.environ[k] for k in CACHE_VARIABLES if k in os.environ}}  # the engines' caches too
     kwargs = dict(include_dashboard=False, log_to_driver=cluster.log_to_driver,
@@ -35,6 +37,18 @@ def start_ray(cluster: DictConfig) -> None:
     else:
         ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_mb * 2**20,
                  _temp_dir=cluster.temp_dir or None, **kwargs)
+
+
+def keep_ray_messages_off_the_console() -> None:
+    """Ray's driver-side notices (token authentication, deduplication hints) go where the run's other library
+    messages go, its log file, when the command line set one up (hydra.job_logging); else Ray's own way."""
+    if not any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+        return
+    ray_logger = logging.getLogger("ray")
+    for handler in list(ray_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            ray_logger.removeHandler(handler)
+    ray_logger.propagate = True
 
 
 def plan_calls(num_prompts: int, n: int, per_request: int, per_call: int, engines: int) -> list[list[tuple[int, int]]]:
@@ -53,10 +67,6 @@ def plan_calls(num_prompts: int, n: int, per_request: int, per_call: int, engine
 
 
 MAX_RESTARTS_PER_CALL = 3  # a call whose engine keeps dying is an error, not something to retry forever
-# How new weights reach the engines: `filesystem` (a path every node can read: one machine, or a shared
-# disk), `object_store` (the safetensors bytes go through Ray's object store: any cluster) or `cuda_ipc`
-# (GPU engines on the learner's GPU read its memory: rollout/weight_transfer.py).
-WEIGHT_SYNC = ("filesystem", "object_store", "cuda_ipc")
 
 
 def engine_env(sampler: DictConfig) -> dict[str, str]:
@@ -65,7 +75,7 @@ def engine_env(sampler: DictConfig) -> dict[str, str]:
     actor itself (`engine_cores`): they depend on where Ray placed it."""
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0" if sampler.engine_in_process else "1",
            **{k: str(v) for k, v in sampler.get("engine_env", {}).items()}}
-    return {**env, **weight_transfer.ENGINE_ENV} if sampler.weight_sync == "cuda_ipc" else env
+    return {**env, **MODES[sampler.weight_sync].engine_env}
 
 
 def cores_left(available: list[int], engines: list[dict], machine: str) -> list[int]:
@@ -89,20 +99,34 @@ def machine_slots(machines: list[str]) -> list[int]:
     return slots
 
 
+def engine_failure(error: Exception, log_dir: str | Path | None) -> str:
+    """One line of why an engine failed to start: the innermost error vLLM raised (a Ray actor error wraps it
+    in pages of traceback), with the whole text kept in log_dir/engine_start_error.log."""
+    text = str(error)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # the most specific line: vLLM's own "Value error, ..." (pydantic) or the last "SomethingError: ..." line
+    reason = next((ln for ln in lines if "Value error," in ln), None) or next(
+        (ln for ln in reversed(lines) if ln.split(":")[0].endswith(("Error", "Exception"))), lines[-1] if lines else "")
+    reason = reason.split("Value error,", 1)[-1].split(" [type=")[0].strip()
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        path = Path(log_dir) / "engine_start_error.log"
+        path.write_text(text)
+        return f"{reason} (full error: {path})"
+    return reason
+
+
 class Samplers:
-    def __init__(self, model_dir: str, sampler: DictConfig, cluster: DictConfig, seed: int):
+    def __init__(self, model_dir: str, sampler: DictConfig, cluster: DictConfig, seed: int,
+                 log_dir: str | Path | None = None):
+        """`log_dir`: where each engine writes its own output (sampler_<i>.log); None leaves it to Ray, which
+        copies it onto this process's console."""
         start_ray(cluster)
-        self.sampler, self.seed = sampler, seed
+        self.sampler, self.seed, self.log_dir = sampler, seed, log_dir
+        self.weights = MODES[sampler.weight_sync](model_dir)  # how new weights reach the engines
         # the tokenizer stays with the first checkpoint; weight syncs only write model files
-        self.engine_kwargs = {**OmegaConf.to_container(sampler.engine, resolve=True), "tokenizer": model_dir}
-        if sampler.weight_sync not in WEIGHT_SYNC:
-            raise ValueError(f"sampler.weight_sync={sampler.weight_sync!r}; choose one of {WEIGHT_SYNC}")
-        if sampler.weight_sync == "cuda_ipc":
-            self.engine_kwargs.update(weight_transfer.ENGINE_KWARGS)
-        self.model = None  # the learner's policy, once synced through CUDA IPC (for engines restarted later)
-        self.base = self._ship(model_dir, everything=True)  # the first checkpoint, tokenizer included
-        self.update = None  # the latest synced weights (object store), for engines started later
-        self.weights_dir = model_dir
+        self.engine_kwargs = {**OmegaConf.to_container(sampler.engine, resolve=True), "tokenizer": model_dir,
+                              **self.weights.engine_kwargs}
         self.restarts = 0
         self.asleep = False  # engines sleeping while the learner trains (sampler.engine.enable_sleep_mode)
         # One bundle per engine; SPREAD puts them on different nodes when the cluster has several, so
@@ -119,7 +143,11 @@ class Samplers:
                 f"{ray.cluster_resources()}. Lower sampler.num_samplers or the resources per sampler.")
         self.core_slots = self._core_slots()
         self.actors = [self._start(i) for i in range(sampler.num_samplers)]
-        self.info = ray.get([a.ready.remote() for a in self.actors])
+        try:
+            self.info = ray.get([a.ready.remote() for a in self.actors])
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+            self.shutdown()
+            raise UserError(f"a vLLM engine could not start: {engine_failure(e, self.log_dir)}") from None
         if not sampler.num_gpus_per_sampler and any(info["cores"] is None for info in self.info):
             print(f"[sampler] a machine has fewer cores than its engines ask for ({sampler.num_cpus_per_sampler} "
                   "each): vLLM binds those engines itself, and engines on one machine may then share cores",
@@ -139,12 +167,13 @@ class Samplers:
 
     def _start(self, i: int):
         strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
+        weights, update = self.weights.start_args()
         # Ray merges these env_vars with the job's (start_ray's cache variables)
         return SamplerActor.options(num_cpus=self.sampler.num_cpus_per_sampler,
                                     num_gpus=self.sampler.num_gpus_per_sampler, scheduling_strategy=strategy,
                                     runtime_env={"env_vars": engine_env(self.sampler)}).remote(
-            self.base if self.sampler.weight_sync == "object_store" else self.weights_dir,
-            self.engine_kwargs, self.seed + i, self.update, self.core_slots[i], self.sampler.num_cpus_per_sampler)
+            weights, self.engine_kwargs, self.seed + i, update, self.core_slots[i], self.sampler.num_cpus_per_sampler,
+            os.path.join(self.log_dir, f"sampler_{i}.log") if self.log_dir else None)
 
     def _replace_if_dead(self, slot: int, actor, error: Exception) -> None:
         """Sampler `slot` failed with `error`: start a new engine there with the current weights
@@ -153,8 +182,7 @@ class Samplers:
             ray.kill(actor)
             self.actors[slot] = self._start(slot)
             ray.get(self.actors[slot].ready.remote())
-            if self.model is not None:  # cuda_ipc: the checkpoint it started from is older than the policy
-                self._send_ipc([self.actors[slot]])
+            self.weights.catch_up(self.actors[slot])
             self.restarts += 1
             print(f"[sampler] engine {slot} died ({type(error).__name__}); restarted it with the current "
                   f"weights and retried its requests (restart {self.restarts})", flush=True)
@@ -194,41 +222,16 @@ class Samplers:
             for (i, _), result in zip(call, results, strict=True):
                 yield i, result
 
-    def _ship(self, folder: str, everything: bool = False):
-        """The path itself (filesystem), or an object-store reference to the checkpoint's files: all of
-        them for a new engine, only weights and config for a sync (the tokenizer stays)."""
-        if self.sampler.weight_sync == "filesystem":
-            return os.fspath(folder)
-        files = [p for p in Path(folder).iterdir() if p.is_file()]
-        if not everything:
-            files = [p for p in files if p.suffix == ".safetensors" or p.name == "config.json"]
-        return ray.put({p.name: p.read_bytes() for p in files})
-
     def sync_from(self, model, sync_dir: Path) -> float:
         """Every engine serves `model`'s current weights when this returns; seconds taken (max over engines).
-        cuda_ipc: the engines read them from the learner's GPU memory; otherwise `model` is saved to `sync_dir`
-        first and shipped from there (`sync_weights`)."""
+        `sync_dir`: where a checkpoint is written when the weight-sync mode needs one."""
         self._wake()
-        if self.sampler.weight_sync == "cuda_ipc":
-            self.model = model
-            return self._send_ipc(self.actors)
-        model.save_pretrained(sync_dir, safe_serialization=True)
-        return self.sync_weights(sync_dir)
+        return self.weights.push(self.actors, model, sync_dir)
 
-    def _send_ipc(self, actors: list) -> float:
-        info, tensors = weight_transfer.ipc_payload(self.model)
-        seconds = max(ray.get([a.receive_weights.remote(info) for a in actors]))
-        del tensors  # every engine has copied them
-        torch.cuda.ipc_collect()
-        return seconds
-
-    def sync_weights(self, weights_dir: str) -> float:
-        """Every engine serves the weights in `weights_dir` when this returns; seconds taken (max)."""
-        self.weights_dir = os.fspath(weights_dir)
-        weights = self._ship(self.weights_dir)
-        if self.sampler.weight_sync == "object_store":
-            self.update = weights
-        return max(ray.get([a.load_weights.remote(weights) for a in self.actors]))
+    def sync_weights(self, weights_dir: str | Path) -> float:
+        """Every engine serves the HF checkpoint in `weights_dir` when this returns; seconds taken (max)."""
+        self._wake()
+        return self.weights.push_dir(self.actors, weights_dir)
 
     def sleep(self) -> None:
         """With sampler.engine.enable_sleep_mode (GPU engines beside the learner): free the engines' GPU memory

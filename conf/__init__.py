@@ -1,0 +1,1 @@
+"""The configuration Hydra composes (a package so that an installed wheel carries it: pkg://rlpractice.conf)."""

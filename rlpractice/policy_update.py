@@ -1,0 +1,132 @@
+"""From a graded batch to optimiser steps: the update each `algo=` choice makes.
+
+`PolicyGradient` (grpo, dr_grpo, dapo, gspo, rloo): group-relative advantages, then the clipped surrogate.
+`RejectionSampling` (rft): keep the correct samples and take an SFT step on them.
+Both are called once per RL step with the step's `Batch` and return the step's learner metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from rlpractice import model as policy
+from rlpractice.algorithm.advantages import advantages
+from rlpractice.algorithm.rft import rft_selection
+from rlpractice.algorithm.settings import LossSettings
+from rlpractice.learner import (
+    Sequence,
+    lm_step,
+    place,
+    policy_gradient_step,
+    sequence_logprobs,
+    target_tokens,
+)
+from rlpractice.rollout.batch import Batch, Group
+
+
+def sequences(group: Group, adv: torch.Tensor | None = None) -> list[Sequence]:
+    """The learner's view of a group: prompt + completion ids, loss on the completion tokens only."""
+    p = group.prompt_ids
+    return [Sequence(p + s.ids, [0] * len(p) + [1] * len(s.ids), 0.0 if adv is None else float(adv[j]),
+                     s.sampler_logps) for j, s in enumerate(group.samples)]
+
+
+class PolicyGradient:
+    """`algo.num_iterations` passes over the batch; each pass takes `algo.minibatches` optimiser steps, each on
+    a slice of the groups. The importance ratio is taken against the sampling policy: the learner's own
+    log-probs before the first step when there are several steps (1 and exact otherwise), or, when sampling
+    ahead (`off_policy`), the log-probs the engine reported for the tokens it sampled."""
+
+    def __init__(self, model, optimizer, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
+                 off_policy: bool = False, share_prompts: bool = True, bf16: bool = False):
+        self.model, self.optimizer, self.algo, self.loss = model, optimizer, algo, loss
+        self.pad_id, self.ref_model, self.off_policy = pad_id, ref_model, off_policy
+        self.share_prompts, self.bf16 = share_prompts, bf16
+        self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
+
+    def __call__(self, batch: Batch) -> dict:
+        adv = advantages(batch.rewards(), self.algo.advantage, self.algo.scale_by_std)
+        return self.update(batch.groups, adv)
+
+    def _logprobs(self, model, seqs: list[Sequence]) -> list[torch.Tensor]:
+        return sequence_logprobs(model, seqs, self.pad_id, self.loss.token_budget, self.share_prompts, self.bf16)
+
+    def update(self, groups: list[Group], adv: torch.Tensor) -> dict:
+        parts = [p.tolist() for p in np.array_split(np.arange(len(groups)), self.algo.minibatches) if len(p)]
+        every = [[s for i in part for s in sequences(groups[i], adv[i])] for part in parts]
+        # normalisers count every sample of a slice, learned or skipped: skipping changes speed, not the update
+        counts = [(len(seqs), target_tokens(seqs)) for seqs in every]
+        learned = [[s for s in seqs if s.advantage != 0 or not self.skip_zero_advantage] for seqs in every]
+        several_steps = self.algo.num_iterations * len(parts) > 1
+        if self.off_policy:
+            olds = [behaviour_logprobs(seqs) for seqs in learned]
+        else:
+            olds = [self._logprobs(self.model, seqs) if several_steps and seqs else None for seqs in learned]
+        refs = [self._logprobs(self.ref_model, seqs) if self.ref_model is not None and seqs else None
+                for seqs in learned]
+        steps: list[dict] = []
+        for _ in range(self.algo.num_iterations):
+            for seqs, old, ref, (num_sequences, num_tokens) in zip(learned, olds, refs, counts, strict=True):
+                if seqs:
+                    steps.append(policy_gradient_step(
+                        self.model, self.optimizer, seqs, old, self.loss, pad_id=self.pad_id,
+                        num_sequences=num_sequences, num_tokens=num_tokens, ref_logps=ref,
+                        share_prompts=self.share_prompts, bf16=self.bf16))
+        keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if self.ref_model is not None else [])
+        out = {k: float(np.mean([m[k] for m in steps])) if steps else 0.0 for k in keys}
+        # measured on the first step only: that is when the learner's weights are the sampler's
+        if steps and "logprob_mismatch" in steps[0]:
+            out["logprob_mismatch"] = steps[0]["logprob_mismatch"]
+        out["optimizer_steps"] = len(steps)
+        out["learned_sequences"] = sum(len(seqs) for seqs in learned)
+        return out
+
+
+class RejectionSampling:
+    """Best-of-correct (rejection-sampling fine-tuning): one SFT step on the correct samples (all, or the
+    shortest per problem). The simplest form of practice: do what worked."""
+
+    def __init__(self, model, optimizer, algo: DictConfig, pad_id: int, bf16: bool = False):
+        self.model, self.optimizer, self.algo, self.pad_id, self.bf16 = model, optimizer, algo, pad_id, bf16
+
+    def __call__(self, batch: Batch) -> dict:
+        return self.update(batch.groups)
+
+    def update(self, groups: list[Group]) -> dict:
+        seqs = []
+        for g in groups:
+            keep = rft_selection(g.rewards, [len(s.ids) for s in g.samples], self.algo.rft_keep)
+            seqs += [sequences(g)[j] for j in keep]
+        loss = lm_step(self.model, self.optimizer, seqs, self.pad_id, self.algo.token_budget, self.algo.grad_clip,
+                       self.bf16) if seqs else 0.0
+        return {"loss": loss, "optimizer_steps": int(bool(seqs)), "learned_sequences": len(seqs)}
+
+
+def behaviour_logprobs(seqs: list[Sequence]) -> list[torch.Tensor]:
+    """The sampling engine's log-probs laid out like `sequence_logprobs` (position t predicts token t+1;
+    prompt positions are masked out of the loss, so 0 there)."""
+    return [torch.tensor([0.0] * (len(s.ids) - 1 - len(s.sampler_logps)) + list(s.sampler_logps)) for s in seqs]
+
+
+def reference_model(model, run_dir: Path):
+    """A frozen copy of the policy RL starts from (the SFT checkpoint when resuming), for the KL term."""
+    sft_dir = run_dir / "checkpoints" / "sft"
+    ref = policy.load(sft_dir)[0] if (sft_dir / "config.json").is_file() else copy.deepcopy(model)
+    place(ref, str(model.device))
+    return ref.eval().requires_grad_(False)
+
+
+def make_update(cfg: DictConfig, model, optimizer, pad_id: int, run_dir: Path, bf16: bool):
+    """The update `algo.name` chooses, with its settings read once from the config."""
+    algo = cfg.algo
+    if algo.name == "rft":
+        return RejectionSampling(model, optimizer, algo, pad_id, bf16)
+    loss = LossSettings.from_config(algo, cfg.sampler.max_new_tokens)
+    ref = reference_model(model, run_dir) if loss.kl_coef > 0 else None
+    return PolicyGradient(model, optimizer, algo, loss, pad_id, ref, off_policy=cfg.rl.max_staleness > 0,
+                          share_prompts=cfg.learner.share_prompts, bf16=bf16)

@@ -1,0 +1,81 @@
+"""What an RL step reports: TRL's metric names where they exist (reward, reward_std, frac_reward_zero_std,
+completions/mean_length, clip_ratio, kl, entropy), plus per-level and per-verifier pass rates."""
+
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+
+import numpy as np
+
+from rlpractice.algorithm.advantages import zero_variance_fraction
+from rlpractice.grading.registry import is_failure
+from rlpractice.rollout.batch import Batch
+from rlpractice.stages.practice import PracticeOrder
+
+
+def step_metrics(batch: Batch, learned: dict, times: dict[str, float], restarts: int) -> dict:
+    rewards = batch.rewards()
+    samples = batch.samples
+    return {
+        "pass_rate": rewards.ge(1.0).float().mean().item(),
+        "samples": rewards.numel(),
+        "reward": rewards.mean().item(),
+        "reward_std": rewards.std(dim=1, unbiased=False).mean().item(),
+        "frac_reward_zero_std": zero_variance_fraction(rewards),
+        "completions/mean_length": float(np.mean([len(s.ids) for s in samples])),
+        "completions/clipped_ratio": float(np.mean([s.finish == "length" for s in samples])),
+        "verifier/failures": sum(is_failure(s.reason) for s in samples),
+        "sampler/restarts": restarts,
+        "dynamic_sampling/filtered_fraction": batch.filtered,
+        **learned,
+        "time/sample": batch.sample_s,  # generation (on the sampling thread when sampling ahead)
+        "time/grade": batch.grade_s,
+        **{f"time/{k}": v for k, v in times.items()},
+        "memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # the trainer process
+    }
+
+
+def level_pass_rates(batch: Batch) -> dict:
+    """Pass rate of this step's groups per textbook difficulty level."""
+    rewards, levels = batch.rewards(), [p.level for p in batch.problems]
+    return {f"level{lv}/pass_rate": rewards[[i for i, x in enumerate(levels) if x == lv]].ge(1.0).float().mean().item()
+            for lv in sorted(set(levels))}
+
+
+def curriculum_metrics(order: PracticeOrder) -> dict:
+    """How the curriculum's view of the practice set moves: how much of it has been tried, and how much
+    of that looks solved (estimated pass rate > 0.9) or hopeless (< 0.1)."""
+    estimates = [order.pass_estimate(p) for p in order.problems if p.question in order.stats]
+    seen = max(len(estimates), 1)
+    return {"curriculum/seen_fraction": len(estimates) / len(order.problems),
+            "curriculum/solved_fraction": sum(e > 0.9 for e in estimates) / seen,
+            "curriculum/hopeless_fraction": sum(e < 0.1 for e in estimates) / seen}
+
+
+def verifier_metrics(batch: Batch) -> dict:
+    """With several verifiers: each one's mean reward, and how often it applied (did not return None)."""
+    samples = batch.samples
+    names = sorted({n for s in samples if s.parts for n in s.parts})
+    out = {}
+    for n in names:
+        applied = [s.parts[n] for s in samples if s.parts and n in s.parts]
+        out[f"verifier/{n}/reward"] = float(np.mean(applied))
+        out[f"verifier/{n}/applied"] = len(applied) / len(samples)
+    return out
+
+
+def all_failed(batch: Batch) -> bool:
+    """Whether the verifier failed (crashed, timed out) on every sample: training on that would be garbage."""
+    return all(is_failure(s.reason) for s in batch.samples)
+
+
+def log_rollouts(path: Path, step: int, batch: Batch, per_step: int) -> None:
+    """A few sampled solutions per step with their reward and the verifier's reason, for reading."""
+    with open(path, "a") as f:
+        for g in batch.groups[:per_step]:
+            p, s = g.problem, g.samples[0]
+            f.write(json.dumps({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
+                                "completion": s.text, "reward": s.reward, "reason": s.reason,
+                                **({"parts": s.parts} if s.parts else {})}) + "\n")

@@ -1,0 +1,68 @@
+"""Tools by name: a tool is a function `(argument: str) -> str` plus the syntax that calls it.
+
+Add your own in a few lines (a file the trainer imports, like a verifier plugin):
+
+    from rlpractice.tools import ToolError, tool
+
+    @tool("reverse")                       # called in model text as <reverse>abc</reverse>
+    def reverse(text: str) -> str:
+        if not text:
+            raise ToolError("nothing to reverse")   # shown to the model as 'error: nothing to reverse'
+        return text[::-1]
+
+The function runs in a worker thread of the trainer's process: fine for pure functions (the calculator);
+code from the model goes through the sandbox instead (python_tool.py). A raised ToolError becomes one short
+'error: ...' line for the model; any other exception too, prefixed with its type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rlpractice.errors import UserError
+from rlpractice.tools.syntax import Syntax, tag_syntax
+
+DEFAULT_TIMEOUT = 10.0  # seconds a tool may take before its call counts as timed out
+
+
+class ToolError(Exception):
+    """A tool's answer that is an error (the message is what the model sees).
+
+    `output` is what the tool printed before failing; `timeout` marks limits of time (counted apart)."""
+
+    def __init__(self, message: str, output: str = "", timeout: bool = False):
+        super().__init__(message)
+        self.output, self.timeout = output, timeout
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    fn: Callable[[str], str]
+    syntax: Syntax
+    timeout: float | None = DEFAULT_TIMEOUT  # None: the tool enforces its own limit (the sandbox does)
+    prepare: Callable[[], object] | None = None  # run once before the first call; raises UserError to refuse
+
+
+_REGISTRY: dict[str, Tool] = {}
+
+
+def tool(name: str, syntax: Syntax | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+         prepare: Callable[[], object] | None = None) -> Callable:
+    """Decorator: register `fn` as the tool `name` (syntax: `tag_syntax(name)` unless given)."""
+
+    def register(fn: Callable[[str], str]) -> Callable[[str], str]:
+        _REGISTRY[name] = Tool(name, fn, syntax or tag_syntax(name), timeout, prepare)
+        return fn
+
+    return register
+
+
+def get_tool(name: str) -> Tool:
+    import rlpractice.tools.calculator  # noqa: F401 - registers the built-in tools
+    import rlpractice.tools.python_tool  # noqa: F401
+
+    if name not in _REGISTRY:
+        raise UserError(f"unknown tool {name!r}; registered: {sorted(_REGISTRY)}. Register one with @tool({name!r}).")
+    return _REGISTRY[name]

@@ -1,0 +1,58 @@
+"""What every benchmark's JSON carries beside its figures: the script, the commit, the machine and the command,
+so that scripts/benchmarks_doc.py can say where a figure came from. Imports neither torch nor vLLM: the sampling
+benchmark's engine processes must set their threads before torch loads."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _output(args: list[str]) -> str | None:
+    try:
+        out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def commit() -> str | None:
+    """The short commit of the checkout, with `+dirty` when tracked files differ from it."""
+    head = _output(["git", "rev-parse", "--short", "HEAD"])
+    if head and _output(["git", "status", "--porcelain", "--untracked-files=no"]):
+        head += "+dirty"
+    return head
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """Cores this process may use, the CPU model, and the GPUs nvidia-smi lists (None without one)."""
+    gpus = _output(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
+    return {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpu": cpu_model(), "gpu": ", ".join(gpus.splitlines()) if gpus else None}
+
+
+def command() -> list[str]:
+    """The argv, with the script's path relative to the repository when it lies inside it."""
+    script = Path(sys.argv[0]).resolve()
+    first = str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else sys.argv[0]
+    return [first, *sys.argv[1:]]
+
+
+def meta() -> dict:
+    """The fields benchmarks_doc.py reads besides the figures; put first in a result."""
+    return {"script": Path(sys.argv[0]).name, "commit": commit(), "machine": machine(), "command": command()}

@@ -1,0 +1,267 @@
+"""Write docs/benchmarks.md from the benchmark results in docs/benchmarks/*.json: one section per result, ratios
+first (they hold across machines), absolute figures beside them, then the commit, the machine and the command.
+
+    .venv/bin/python scripts/benchmarks_doc.py [--results docs/benchmarks] [--out docs/benchmarks.md]
+
+To refresh a figure: run the benchmark (it writes runs/bench/<name>.json or runs/compare/compare.json with its
+commit, machine and command, see bench_meta.py), copy that file over the one in docs/benchmarks/, run this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+Table = tuple[list[str], list[list[str]]]
+
+
+def num(x: object, digits: int = 2) -> str:
+    """A figure as text: thousands separated, `-` when the result does not hold it."""
+    if x is None:
+        return "-"
+    if isinstance(x, int) or (isinstance(x, float) and x >= 1000):
+        return f"{x:,.0f}"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def ratio(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"**{x:.{digits}f}x**"
+
+
+def seconds(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f} s"
+
+
+def markdown(table: Table) -> list[str]:
+    head, rows = table
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def sampling(r: dict) -> Table:
+    t = r["tokens_per_second"]
+    hf = {k: v for k, v in t.items() if k.startswith("hf_generate")}
+    best = max(hf, key=hf.get) if hf else None
+    hf_name = best.replace("hf_generate_", "").replace("_bfloat16", ", bf16").replace("_", " ") if best else "-"
+    head = ["actors / best HF `generate`", "actors / same engines without Ray", "actors / one raw engine",
+            "actors (tokens/s)", "raw vLLM, same engines", "raw vLLM, one engine", f"best HF ({hf_name})"]
+    return head, [[ratio(r["ratio_actors_vs_hf_generate"]), ratio(r["ratio_actors_vs_raw_vllm"]),
+                   ratio(r["ratio_actors_vs_one_raw_engine"]), num(t["rlpractice_ray_actors"]),
+                   num(t.get("raw_vllm_same_engines")), num(t["raw_vllm_one_engine"]), num(hf.get(best))]]
+
+
+def sampling_extra(r: dict) -> list[str]:
+    s, e = r["setup"], r["setup"].get("engine", {})
+    lines = [f"{s['prompts']} prompts x {s['samples_per_prompt']} samples, at most {s['tokens_per_sample']} tokens, "
+             f"{'ending at end-of-text' if r['completions_end_at_eos'] else 'forced to full length'}, "
+             f"{'with' if r['vllm_logprobs'] else 'without'} log-probs; {s['engines']} engine(s) of "
+             f"{s['cpus_per_engine']} core(s), {e.get('dtype', '?')}, "
+             f"{'eager' if e.get('enforce_eager') else 'torch.compile'}, max_num_seqs {e.get('max_num_seqs', '?')}, "
+             f"block_size {e.get('block_size', '?')}; model {s['params']} parameters."]
+    if r.get("actor_engine_start_s"):
+        lines.append(f"Engine start inside the actors: {', '.join(f'{x} s' for x in r['actor_engine_start_s'])}.")
+    return lines
+
+
+def step(r: dict) -> Table:
+    head = ["mode", "step / synchronous step", "step", "sample", "grade", "wait", "learn", "sync", "held-out pass@1"]
+    rows = []
+    modes = (("sync", "synchronous (`rl.max_staleness=0`)"), ("overlap", "overlapped (`rl.max_staleness=1`)"))
+    for mode, label in modes:
+        m = r[mode]["median_s"]
+        rel = 1.0 if mode == "sync" else 1 / r["overlap_speedup"]
+        rows.append([label, ratio(rel), *(seconds(m[k]) for k in ("step", "sample", "grade", "wait", "learn", "sync")),
+                     num(r[mode].get("rl_pass_at_1"), 3)])
+    return head, rows
+
+
+def step_extra(r: dict) -> list[str]:
+    return [f"Medians per step over {r['rl_budget_s']:.0f} s of RL from one SFT checkpoint. Trainer overhead of the "
+            f"synchronous step over its parts: {r['sync_overhead']:+.1%}. Overlapped, the step is "
+            f"{r['overlap_step_over_max_component']:.2f}x max(sample + grade, learn + sync) of its own parts and "
+            f"{r['overlap_step_over_max_sync_component']:.2f}x that of the synchronous parts: fully overlapped, "
+            "but the engines and the learner slow each other down when they share the cores; its sync waits in the "
+            "engines' queue behind the next generation."]
+
+
+def vs_trl(r: dict) -> Table:
+    target = r["setup"]["target_pass@1"]
+    head = ["", "samples/s", f"seconds to held-out pass@1 {target}, interpolated (at an eval point)",
+            "step (median)", "steps in the budget", "final pass@1"]
+    at_eval = r["time_to_target_ratio"] or r["time_to_target_ratio_at_most"]
+    rows = [["rlpractice / TRL", ratio(r["samples_per_s_ratio"]),
+             f"{ratio(r['time_to_target_ratio_interpolated'])} ({num(at_eval)}x)", "", "", ""]]
+    for name, label in (("rlpractice", "rlpractice"), ("trl", "TRL `GRPOTrainer`")):
+        x = r[name]
+        rows.append([label, num(x["samples_per_s"], 0),
+                     f"{num(x['seconds_to_target_interpolated'], 0)} s ({num(x['seconds_to_target'], 0)} s)",
+                     seconds(x["median_step_s"]), num(x["steps"]), num(x["final_pass@1"], 3)])
+    return head, rows
+
+
+def vs_trl_extra(r: dict) -> list[str]:
+    s = r["setup"]
+    curve = ", ".join(f"{a['pass@1']:.3f} / {b['pass@1']:.3f} after {a['step']}"
+                      for a, b in zip(r["rlpractice"]["evals"], r["trl"]["evals"], strict=False) if a["step"] > 0)
+    return [f"Both from one SFT checkpoint, {s['budget_s']:.0f} s of training each, {s['prompts_per_step']} problems x "
+            f"{s['samples_per_prompt']} samples per optimizer step, target held-out pass@1 {s['target_pass@1']}. "
+            f"Held-out pass@1 per step, rlpractice / TRL: {curve} steps (the two learn about the same per step; the "
+            "difference is the step time)."]
+
+
+LEARNER_RATIOS = {"bf16_over_fp32_rl_shared": "RL, bf16 over fp32",
+                  "shared_over_collate_fp32": "RL fp32, shared over collate",
+                  "shared_over_collate_bf16": "RL bf16, shared over collate"}
+
+
+def learner(r: dict) -> Table:
+    names = sorted({k for size in r["sizes"].values() for k in size["settings"]})
+    ratios = [k for k in LEARNER_RATIOS if any(k in size["ratios"] for size in r["sizes"].values())]
+    head = ["model", *(f"{LEARNER_RATIOS[k]} (speed)" for k in ratios),
+            *(f"{k.replace('_', ' ').replace('rl', 'RL').replace('sft', 'SFT')} (s)" for k in names),
+            "peak memory, RL bf16 (GB)"]
+    rows = []
+    for size, x in r["sizes"].items():
+        st = x["settings"]
+        rows.append([size, *(ratio(x["ratios"].get(k)) for k in ratios),
+                     *(num(st.get(k, {}).get("step_s")) for k in names),
+                     num(st.get("rl_bf16_shared", {}).get("peak_memory_gb"), 1)])
+    return head, rows
+
+
+def learner_extra(r: dict) -> list[str]:
+    a = r["args"]
+    return [f"One RL update and one SFT step on {a['prompts'] * a['group']} random samples ({a['prompts']} prompts x "
+            f"{a['group']}, prompt {a['prompt_len']} tokens, completions {a['completion_len'] // 2}-"
+            f"{a['completion_len']}, token budget {a['token_budget']}), median of {a['repeats']}; device "
+            f"{r['device']}. `shared`: each group's prompt runs once per micro-batch; `collate`: every sample "
+            "recomputes its prompt."]
+
+
+def weight_sync(r: dict) -> Table:
+    head = ["model", "cuda_ipc speed-up", "filesystem (s)", "cuda_ipc (s)"]
+    return head, [[size, ratio(x["ipc_speedup"], 0), num(x["filesystem_s"]), num(x["cuda_ipc_s"], 3)]
+                  for size, x in r["sizes"].items()]
+
+
+def verifiers(r: dict) -> Table:
+    head = ["grader", "throughput, rlpractice over it", f"accuracy ({r['cases']} cases)",
+            "gradings/s (ordinary cases)", "timeouts"]
+    ours = r["rlpractice"]["ordinary"]["gradings_per_s"]
+    rows = []
+    for name, label in (("rlpractice", "rlpractice `math`"), ("math_verify", "Math-Verify, called as its README shows"),
+                        ("math_verify_on_extracted", "Math-Verify on the answer rlpractice extracts")):
+        x = r[name]
+        rows.append([label, ratio(ours / x["ordinary"]["gradings_per_s"], 1), num(x["all"]["accuracy"], 3),
+                     num(x["ordinary"]["gradings_per_s"], 0), num(x["all"]["timeouts"])])
+    return head, rows
+
+
+def compare(r: dict) -> Table:
+    names = {"sft": "SFT", "grpo": "GRPO", "dr_grpo": "Dr. GRPO", "dapo": "DAPO", "rft": "RFT", "gspo": "GSPO",
+             "rloo": "RLOO"}
+    head = ["after", "gain in held-out pass@1 over SFT", "held-out pass@1", "maj@8", "RL steps"]
+    sft = r["results"]["sft"]["pass@1"]
+    return head, [[names.get(k, k), "" if k == "sft" else f"{x['pass@1'] - sft:+.3f}", num(x["pass@1"], 3),
+                   num(x.get("maj@8"), 3), num(x["rl_steps"])] for k, x in r["results"].items()]
+
+
+def gpu_check(r: dict) -> Table:
+    return ["CUDA bf16 vs CPU fp32, relative gap", "value"], [[k.replace("_", " "), f"{v:.0e}" if v < 0.001 else
+                                                              f"{v:.3f}"] for k, v in r["relative_gap"].items()]
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[str]] | None]] = {
+    "bench_sampling.py": ("Sampling throughput: rlpractice's Ray sampler actors vs the same vLLM engines without Ray "
+                          "and HF `generate` (TRL's generation without vLLM), same model, prompts and settings",
+                          sampling, sampling_extra),
+    "bench_step.py": ("One RL step of the default run split into its parts, synchronous and overlapped", step,
+                      step_extra),
+    "bench_vs_trl.py": ("rlpractice vs TRL's `GRPOTrainer` on the same work (settings matched: see the script's "
+                        "docstring)", vs_trl, vs_trl_extra),
+    "bench_learner.py": ("The learner alone: one RL update and one SFT step per model size, precision and forward "
+                         "path", learner, learner_extra),
+    "bench_weight_sync.py": ("One weight sync into a receiving process on the same GPU: a checkpoint through the disk "
+                             "vs CUDA IPC handles (the transport, without vLLM's load_weights)", weight_sync, None),
+    "bench_verifiers.py": ("rlpractice's math verifier vs Math-Verify on tests/verifier_corpus.jsonl, one process "
+                           "each, a hard 5 s limit per case", verifiers, None),
+    "compare_algorithms.py": ("Held-out pass@1 after each RL algorithm from one SFT checkpoint, same seed, samples "
+                              "per step and RL wall budget (300 s)", compare, None),
+    "check_gpu_learner.py": ("The learner on CUDA (bf16 autocast) against the CPU (fp32): one SFT and one GRPO step",
+                             gpu_check, None),
+}
+
+
+def machine(m: dict) -> str:
+    parts = [f"{m['cores']} cores" if m.get("cores") else None, m.get("cpu"), f"GPU: {m['gpu']}" if m.get("gpu")
+             else ("no GPU" if m.get("cpu") else None)]
+    return ", ".join(p for p in parts if p) or "not recorded"
+
+
+def shell(argv: list[str]) -> str:
+    """The command as one would type it; `<placeholders>` stay readable."""
+    return " ".join(a if re.fullmatch(r"[\w@%+=:,./<>-]+", a) else shlex.quote(a) for a in argv)
+
+
+def provenance(r: dict) -> str:
+    cmd = ".venv/bin/python " + shell(r["command"]) if r.get("command") else "not recorded"
+    line = f"Commit `{r.get('commit') or '?'}`; {machine(r.get('machine') or {})}; `{cmd}`."
+    if r.get("transcribed_from"):
+        line += f" Transcribed from the {r['transcribed_from']}, not a fresh run of the script."
+    if r.get("note"):
+        line += f" Note: {r['note']}."
+    return line
+
+
+def generic(r: dict) -> Table:
+    """A script without a section of its own: its top-level figures, ratios first."""
+    figures = {k: v for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    keys = sorted(figures, key=lambda k: "ratio" not in k and "speedup" not in k)
+    return ["figure", "value"], [[k, num(figures[k])] for k in keys]
+
+
+def render(results: list[tuple[str, dict]]) -> str:
+    order = list(SECTIONS)
+    results = sorted(results, key=lambda nr: (order.index(nr[1].get("script")) if nr[1].get("script") in order
+                                              else len(order), nr[0]))
+    out = ["# Benchmarks", "",
+           "<!-- Generated by scripts/benchmarks_doc.py from docs/benchmarks/*.json; edit those, not this file. -->",
+           "",
+           "One current result per benchmark. Ratios come first: both sides ran on the same machine in the same "
+           "run, so they carry over to other machines better than the absolute figures beside them. Each result "
+           "names its commit, its machine and the command that reproduces it; the script's docstring says what it "
+           "measures and how. To refresh one, run the command, copy the JSON it writes over the file in "
+           "`docs/benchmarks/`, and run `.venv/bin/python scripts/benchmarks_doc.py`. In the commands, "
+           "`<sft-checkpoint>` is the `checkpoints/sft` folder of a default run.", ""]
+    current = None
+    for name, r in results:
+        script = r.get("script", name)
+        title, table, extra = SECTIONS.get(script, (script, generic, None))
+        if script != current:
+            out += [f"## `scripts/{script}`", "", title + ".", ""]
+            current = script
+        out += [f"`docs/benchmarks/{name}`:", "", *markdown(table(r)), ""]
+        if extra:
+            out += [*extra(r), ""]
+        out += [provenance(r), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", default=str(ROOT / "docs" / "benchmarks"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    results = [(p.name, json.loads(p.read_text())) for p in sorted(Path(args.results).glob("*.json"))]
+    Path(args.out).write_text(render(results))
+    print(f"wrote {args.out} from {len(results)} results")
+
+
+if __name__ == "__main__":
+    main()
