@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import struct
+import zipfile
 from pathlib import Path
 
 import torch
 
 from rlpractice import model as policy
+from rlpractice.errors import UserError
 
 PREFIX = "step_"
 
@@ -54,8 +57,58 @@ def complete_checkpoints(root: Path) -> list[Path]:
 
 
 def latest_state(root: Path) -> Path | None:
+    """The newest checkpoint under `root` whose files are intact. A damaged newer one (a file cut short or
+    unreadable, e.g. a disk that filled up) is reported in one line and skipped: that is what keeping more than
+    one is for. With only damaged ones, the error names them."""
     found = complete_checkpoints(root)
-    return found[-1] if found else None
+    damaged = []
+    for path in reversed(found):
+        problem = damage(path)
+        if problem is None:
+            return path
+        print(f"[resume] skipping the damaged checkpoint {path}: {problem}", flush=True)
+        damaged.append(f"{path} ({problem})")
+    if damaged:
+        raise UserError(f"no intact checkpoint to resume from under {root}: {'; '.join(damaged)}. Delete the damaged "
+                        "directories to start that stage again, or restore them from a backup")
+    return None
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with checkpoint directory `path`, or None when every file it needs reads back whole."""
+    try:
+        for name in ("state.json", "config.json"):
+            if (path / name).is_file():
+                json.loads((path / name).read_text())
+        weights = sorted(path.glob("*.safetensors"))
+        if not weights:
+            return "no model weights (*.safetensors)"
+        for file in weights:
+            if problem := safetensors_damage(file):
+                return f"{file.name}: {problem}"
+        if (path / "trainer_state.pt").is_file():
+            zipfile.ZipFile(path / "trainer_state.pt").close()  # torch.save's zip: its index is at the very end
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def safetensors_damage(file: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensors' bytes: check that the
+    header parses and the file is as long as the header says (a cut-short file is not)."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            return "shorter than a header"
+        n = struct.unpack("<Q", raw)[0]
+        if n > size - 8:
+            return "invalid header length (the file was cut short)"
+        header = json.loads(f.read(n))
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if size < 8 + n + end:
+        return f"cut short ({size} of {8 + n + end} bytes)"
+    return None
 
 
 def load_state(path: Path, optimizer, scheduler=None, data_rng: random.Random | None = None) -> dict:

@@ -79,3 +79,30 @@ def test_curriculum_prefers_problems_neither_solved_nor_hopeless():
     resumed = PracticeOrder(problems, seed=5, curriculum=True)
     resumed.restore(json.loads(json.dumps(order.state())))
     assert [p.question for p in resumed.take(7)] == [p.question for p in order.take(7)]
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_with_one_line(tmp_path, capsys):
+    """The newest checkpoint's weights cut short (as a full disk leaves them): resume takes the step before."""
+    model, tok = tiny_policy()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    root = tmp_path / "rl_steps"
+    older = save_state(root, 1, model, tok, opt, {"order": {}}, keep=2)
+    newest = save_state(root, 2, model, tok, opt, {"order": {}}, keep=2)
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert latest_state(root) == older
+    out = capsys.readouterr().out
+    assert "skipping the damaged checkpoint" in out and "step_000002" in out and "cut short" in out
+    load(latest_state(root))  # and the one it picked really loads
+
+
+def test_only_damaged_checkpoints_name_their_files_and_what_to_do(tmp_path):
+    from rlpractice.errors import UserError
+
+    model, tok = tiny_policy()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    root = tmp_path / "sft_steps"
+    path = save_state(root, 5, model, tok, opt, {}, keep=2)
+    (path / "trainer_state.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UserError, match=r"no intact checkpoint to resume from .*step_000005.*trainer_state|BadZip"):
+        latest_state(root)
