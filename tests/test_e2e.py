@@ -10,11 +10,20 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.slow
 
 
+NOISE = ["FutureWarning", "Triton is installed", "NUMA binding", "Token authentication", "(SamplerActor pid=",
+         "deduplicates logs", "font_manager"]
+
+
 def test_three_stages_end_to_end(tmp_path, tiny_args):
     run_dir = tmp_path / "run"
     result = run_cli([*tiny_args, f"hydra.run.dir={run_dir}", f"cache_dir={tmp_path / 'cache'}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"run directory: {run_dir}" in result.stdout
+    console = result.stdout + result.stderr
+    for noise in NOISE:  # library chatter goes to the run's log files, not the console
+        assert noise not in console, noise
+    assert "Token authentication" in (run_dir / "__main__.log").read_text()
+    assert "NUMA" in "".join(p.read_text() for p in (run_dir / "logs").glob("sampler_*.log"))
     assert list((tmp_path / "cache" / "wandb").rglob("core-debug-*.log"))  # tool caches go to cache_dir
     assert list((tmp_path / "cache" / "torchinductor").rglob("*.py"))  # the engines' compiled kernels too
 
@@ -156,3 +165,24 @@ def test_sampling_ahead_overlaps_generation_with_learning(tmp_path, tiny_args):
     assert all(r["samples"] == 64 and r["time/wait"] >= 0 for r in rl)
     # the ratio is taken against the sampler's log-probs: a stale batch is clipped, never a crash or a NaN
     assert all(0.0 <= r["clip_ratio"] <= 1.0 and r["loss"] == r["loss"] for r in rl)
+
+
+NEVER = """
+def never(completion: str, answer: str, **columns) -> float:
+    return 0.0
+"""
+
+
+def test_a_run_that_cannot_learn_says_so_and_can_stop(tmp_path, tiny_args):
+    """Every reward 0: the run warns after rl.warn_without_signal steps, logs the count, and with
+    rl.stop_without_signal stops with one line saying what the completions look like."""
+    (tmp_path / "never.py").write_text(NEVER)
+    run_dir = tmp_path / "run"
+    result = run_cli([*tiny_args, f"verifier.name={tmp_path / 'never.py'}:never", "rl.steps=4", "rl.eval_every=0",
+                      "rl.warn_without_signal=2", "rl.stop_without_signal=3", f"hydra.run.dir={run_dir}"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "[rl] warning: nothing to learn for 2 steps: no sample earned any reward" in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: nothing to learn for 3 steps") and "rl.stop_without_signal=3" in last
+    rl = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
+    assert [r["steps_without_signal"] for r in rl] == [1, 2]  # step 3 stopped before it was logged
