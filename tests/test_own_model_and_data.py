@@ -74,3 +74,30 @@ def test_rl_on_the_gsm8k_sample_through_data_jsonl(tmp_path):
     assert rollouts and all(r["answer"] in gsm8k_answers and r["reason"] for r in rollouts)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["heldout_problems"] == 4 and summary["rl_steps"] == 1
+
+
+def test_continuing_from_this_projects_sft_checkpoint_needs_no_extra_settings(tmp_path, tiny_args):
+    """model=hf on a checkpoint rlpractice wrote: the sequence length comes from the checkpoint; a longer explicit
+    one, or an engine that cannot start, is one line before or at engine start, with no traceback."""
+    first = tmp_path / "first"
+    result = run_cli([*tiny_args, "rl.steps=0", f"hydra.run.dir={first}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    sft = first / "checkpoints" / "sft"
+    small = [a for a in tiny_args if not a.startswith(("model.", "pretrain.", "sft."))]
+    continued = [*small, "model=hf", f"model.path={sft}", "sft.steps=0", "rl.steps=1", "rl.eval_every=0"]
+
+    result = run_cli([*continued, f"hydra.run.dir={tmp_path / 'second'}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    result = run_cli([*continued, "model.max_seq_len=1024", f"hydra.run.dir={tmp_path / 'third'}"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: config key model.max_seq_len=1024") and "max_position_embeddings=256" in last
+
+    result = run_cli([*continued, "sampler.engine.gpu_memory_utilization=0.00001",
+                      f"hydra.run.dir={tmp_path / 'fourth'}"])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: a vLLM engine could not start: ") and "kv cache" in last
+    assert (tmp_path / "fourth" / "logs" / "engine_start_error.log").read_text()  # the whole story is kept
+    assert "socket.send()" not in result.stderr
