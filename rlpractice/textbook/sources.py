@@ -22,15 +22,11 @@ BUILTIN_TEXTBOOKS = {"math": "rlpractice.textbook.math_textbook", "countdown": "
 
 def load_book(cfg: DictConfig) -> Textbook:
     if cfg.data.source == "textbook":
-        tb = cfg.textbook
-        if tb.name not in BUILTIN_TEXTBOOKS:
-            raise UserError(f"textbook.name={tb.name!r}; built-in textbooks: {sorted(BUILTIN_TEXTBOOKS)}")
+        tb = cfg.textbook  # textbook.name and data.source are checked against the schema's choices
         build = importlib.import_module(BUILTIN_TEXTBOOKS[tb.name]).build_textbook
         return build(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout, tuple(tb.levels),
                      tb.answer_only)
-    if cfg.data.source == "file":
-        return _dataset_book(cfg.data, cfg.seed)
-    raise UserError(f"data.source={cfg.data.source!r}; choose data=textbook or data=jsonl")
+    return _dataset_book(cfg.data, cfg.seed)
 
 
 def _load(d: DictConfig, path: str) -> list[Problem]:
