@@ -1,0 +1,198 @@
+"""Stage rm, preference pairs -> a reward model: what a verifier is for answers no checker can grade.
+
+The SFT model's body with a one-number head (a standard `...ForSequenceClassification`, num_labels=1) reads
+prompt + completion and scores it at its last token. Training draws a batch of (chosen, rejected) pairs, scores
+both, and minimises the Bradley-Terry loss (+ centring; algorithm/preference.py), so that chosen outscores
+rejected. Held-out pair accuracy is logged every `rm.eval_every` steps. A stopped stage continues with
+resume=true from its last step checkpoint (checkpoint.py), as pretraining and SFT do; the result is an HF
+folder that `AutoModelForSequenceClassification.from_pretrained` loads anywhere.
+
+RL calls `score` (texts) or `score_ids` (token ids) once per step for all its samples, in micro-batches.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_cosine_schedule_with_warmup
+from transformers.utils import logging as hf_logging
+
+from rlpractice.algorithm.preference import bradley_terry_loss, pair_accuracy, preference_loss
+from rlpractice.checkpoint import load_state, save_state
+from rlpractice.errors import UserError
+from rlpractice.learner import autocast, microbatches, place, use_bf16
+from rlpractice.stages.lm_training import resume_point
+from rlpractice.textbook.preferences import PreferencePair
+
+STAGE = "rm"
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    chosen: list[int]
+    rejected: list[int]
+    margin: float
+    kind: str = ""
+
+
+def load_reward_model(path: str | Path):
+    """(model, tokenizer) from an HF folder: a causal LM (its body is kept and a fresh scalar head added,
+    seeded by torch's RNG) or a reward model saved before."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"reward model path {path} is not an HF checkpoint directory (no config.json there)")
+    config = AutoConfig.from_pretrained(path)
+    if any(a.endswith("ForSequenceClassification") for a in config.architectures or []) and config.num_labels != 1:
+        raise UserError(f"{path} is a classifier with {config.num_labels} labels; a reward model has one score")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # many released checkpoints have none; pads are never scored
+        tokenizer.pad_token = tokenizer.eos_token
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "score.weight newly initialized ... TRAIN this model": that is the plan
+    try:
+        # pad_token_id: the head reads each row's last non-pad token, so batches of unequal lengths score
+        # exactly as single rows do, here and wherever the saved folder is loaded
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
+                                                                   pad_token_id=tokenizer.pad_token_id)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, tokenizer
+
+
+def sequence_ids(tokenizer, prompt: str, completion: str) -> list[int]:
+    """prompt + completion + EOS, tokenised as SFT and RL see them (prompt ids, then the completion's ids,
+    which end in EOS when the policy finished its answer)."""
+    return (tokenizer(prompt)["input_ids"] + tokenizer(completion, add_special_tokens=False)["input_ids"]
+            + [tokenizer.eos_token_id])
+
+
+def encode_pair(tokenizer, pair: PreferencePair, margin: float) -> EncodedPair:
+    return EncodedPair(sequence_ids(tokenizer, pair.prompt, pair.chosen), sequence_ids(tokenizer, pair.prompt,
+                       pair.rejected), margin if pair.margin is None else pair.margin, pair.kind)
+
+
+def forward_scores(model, seqs: list[list[int]], bf16: bool = False) -> torch.Tensor:
+    """The score of each sequence, one forward, right-padded; [len(seqs)] in fp32."""
+    pad = model.config.pad_token_id
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s)
+        attn[row, : len(s)] = 1
+    with autocast(model.device, bf16):
+        logits = model(input_ids=ids.to(model.device), attention_mask=attn.to(model.device)).logits
+    return logits[:, 0].float()
+
+
+@torch.no_grad()
+def score_ids(model, seqs: list[list[int]], batch_tokens: int, bf16: bool = False) -> list[float]:
+    """Scores of token-id sequences, in micro-batches of at most `batch_tokens` padded tokens (sorted by
+    length, so little padding): all of a step's samples at once, memory bounded by the budget."""
+    model.eval()
+    out = [0.0] * len(seqs)
+    for idx in microbatches([len(s) for s in seqs], batch_tokens):
+        for i, value in zip(idx, forward_scores(model, [seqs[i] for i in idx], bf16).tolist(), strict=True):
+            out[i] = value
+    return out
+
+
+def score(model, tokenizer, prompts: list[str], completions: list[str], batch_tokens: int,
+          bf16: bool = False) -> list[float]:
+    """The reward model's score of each (prompt, finished completion), as it was trained to give them."""
+    return score_ids(model, [sequence_ids(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)],
+                     batch_tokens, bf16)
+
+
+def preference_step(model, optimizer, pairs: list[EncodedPair], token_budget: int, grad_clip: float,
+                    center_coef: float, bf16: bool = False) -> dict:
+    """One optimiser step on a batch of pairs. A micro-batch holds whole pairs (chosen and rejected rows
+    together), so each adds its exact share of the batch loss."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    chosen, rejected, loss_sum = [], [], 0.0
+    for idx in microbatches([max(len(p.chosen), len(p.rejected)) for p in pairs], max(token_budget // 2, 1)):
+        batch = [pairs[i] for i in idx]
+        scores = forward_scores(model, [p.chosen for p in batch] + [p.rejected for p in batch], bf16)
+        r_c, r_r = scores[: len(batch)], scores[len(batch):]
+        margin = torch.tensor([p.margin for p in batch], device=scores.device)
+        loss = preference_loss(r_c, r_r, margin, center_coef) * (len(batch) / len(pairs))
+        loss.backward()
+        loss_sum += loss.item()
+        chosen.append(r_c.detach())
+        rejected.append(r_r.detach())
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
+    optimizer.step()
+    r_c, r_r = torch.cat(chosen), torch.cat(rejected)
+    return {"loss": loss_sum, "accuracy": pair_accuracy(r_c, r_r), "margin": (r_c - r_r).mean().item(),
+            "rewards/chosen": r_c.mean().item(), "rewards/rejected": r_r.mean().item(), "grad_norm": grad_norm}
+
+
+def evaluate_pairs(model, pairs: list[EncodedPair], batch_tokens: int, bf16: bool = False) -> dict:
+    """Held-out pair accuracy (overall and per kind of pair, when the pairs have kinds), Bradley-Terry loss,
+    mean scores."""
+    scores = score_ids(model, [p.chosen for p in pairs] + [p.rejected for p in pairs], batch_tokens, bf16)
+    r_c, r_r = torch.tensor(scores[: len(pairs)]), torch.tensor(scores[len(pairs):])
+    out = {"accuracy": pair_accuracy(r_c, r_r), "loss": bradley_terry_loss(r_c, r_r).item(),
+           "rewards/chosen": r_c.mean().item(), "rewards/rejected": r_r.mean().item()}
+    for kind in sorted({p.kind for p in pairs} - {""}):
+        rows = torch.tensor([p.kind == kind for p in pairs])
+        out[f"accuracy/{kind}"] = pair_accuracy(r_c[rows], r_r[rows])
+    return out
+
+
+def run_rm(cfg: DictConfig, start: str | Path, train: list[PreferencePair], heldout: list[PreferencePair],
+           tracker, seed: int, steps_dir: Path | None = None):
+    """Train a reward model from `start` (the SFT checkpoint folder, or any causal LM or reward model folder)
+    for `cfg.rm.steps` steps; with resume=true, from the step after the last checkpoint in `steps_dir`.
+    Returns (model, tokenizer, the final held-out metrics)."""
+    s = cfg.rm
+    if not train or not heldout:
+        raise UserError(f"the rm stage needs training and held-out pairs ({len(train)} and {len(heldout)} given)")
+    resume_from = resume_point(cfg, steps_dir)
+    torch.manual_seed(seed)  # the fresh head's initial weights
+    model, tokenizer = load_reward_model(resume_from or start)
+    place(model, cfg.learner.device)
+    bf16 = use_bf16(cfg.learner.bf16, model.device)
+    data = [encode_pair(tokenizer, p, s.margin) for p in train]
+    held = [encode_pair(tokenizer, p, s.margin) for p in heldout]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95))
+    schedule = get_cosine_schedule_with_warmup(optimizer, s.warmup_steps, s.steps)
+    rng = random.Random(seed)  # draws the batches: its state is the data position
+    first, log = 1, tracker.log
+    if resume_from is not None:
+        state = load_state(resume_from, optimizer, schedule, rng)
+        first = state["step"] + 1
+        if state["metrics"]:  # in case the run died between checkpointing and logging this step
+            tracker.log_once(STAGE, state["step"], state["metrics"])
+        log = tracker.log_once  # steps redone after the checkpoint may have been logged before the stop
+        tracker.log("resume", state["step"], {"from": str(resume_from)})
+        print(f"[{STAGE}] resuming after step {state['step']} from {resume_from}")
+    final = None
+    bar = tqdm(range(first, s.steps + 1), desc=STAGE, unit="step", dynamic_ncols=True, initial=first - 1,
+               total=s.steps)
+    for step in bar:
+        batch = rng.sample(data, min(s.batch_size, len(data)))
+        metrics = preference_step(model, optimizer, batch, s.token_budget, s.grad_clip, s.center_coef, bf16)
+        schedule.step()
+        metrics["lr"] = schedule.get_last_lr()[0]
+        if (s.eval_every and step % s.eval_every == 0) or step == s.steps:
+            final = evaluate_pairs(model, held, s.token_budget, bf16)
+            metrics |= {f"heldout/{k}": v for k, v in final.items()}
+            bar.set_postfix(heldout_acc=f"{final['accuracy']:.3f}")
+        logged = step % s.log_every == 0 or step == s.steps or "heldout/accuracy" in metrics
+        # not after the last step: the caller saves the stage's final model right away
+        if steps_dir is not None and s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
+            save_state(steps_dir, step, model, tokenizer, optimizer, {"metrics": metrics if logged else None},
+                       s.keep_checkpoints, schedule, rng)
+        if logged:
+            log(STAGE, step, metrics)
+    if final is None:  # nothing left to train (resumed after the last step, or steps=0)
+        final = evaluate_pairs(model, held, s.token_budget, bf16)
+    print(f"[{STAGE}] held-out pair accuracy {final['accuracy']:.3f} on {len(held)} pairs")
+    return model, tokenizer, final
