@@ -293,6 +293,67 @@ class RFTConfig(AlgoConfig):
     rft_keep: Literal["all", "shortest"] = MISSING  # all correct samples, or the shortest one per problem
 
 
+# --- group rm/ and section reward: a reward model learned from preferences (RLHF beside RLVR) ------------------
+
+@section
+class RMConfig:
+    """Stage rm (conf/rm/default.yaml): a reward model trained on preference pairs after SFT, when reward.model=train
+    (rlpractice/stages/reward_model.py)."""
+
+    pairs: str = MISSING  # builtin (the textbook teacher: textbook/preferences.py) or a .jsonl / .parquet file
+    heldout_pairs: str | None = MISSING  # a file of held-out pairs; null: builtin held-out questions, or set aside
+    train_size: Positive = MISSING  # builtin: training pairs, one per question
+    heldout_size: Positive = MISSING  # held-out pairs (builtin: made; from a file: set aside by a seeded shuffle)
+    split: str = MISSING  # the split of a save_to_disk DatasetDict
+    skip_bad: bool = MISSING  # false: a bad record stops the run naming file:line; true: skip and list them
+    steps: Count = MISSING  # optimiser steps
+    batch_size: Positive = MISSING  # pairs per step (twice as many sequences)
+    lr: NonNegative = MISSING  # AdamW peak learning rate (linear warmup, then cosine decay)
+    warmup_steps: Count = MISSING
+    weight_decay: NonNegative = MISSING
+    grad_clip: NonNegative = MISSING  # max gradient norm
+    center_coef: NonNegative = MISSING  # + center_coef * mean((r_chosen + r_rejected)^2): scores stay near 0
+    margin: float = MISSING  # chosen should win by this much (a record's own `margin` replaces it)
+    token_budget: Positive = MISSING  # padded tokens per micro-batch, in training and in scoring (bounds memory)
+    eval_every: Count = MISSING  # held-out pair accuracy every N steps (and after the last); 0: only after the last
+    log_every: Positive = MISSING  # steps between logged losses
+    checkpoint_every: Count = MISSING  # steps between resumable checkpoints (checkpoints/rm_steps/); 0: never
+    keep_checkpoints: Positive = MISSING  # newest resumable checkpoints kept
+
+
+@section
+class RewardConfig:
+    """What RL learns from. Without a reward model: the verifier's reward (verifier.weights combines verifiers).
+    With one: reward = model_weight * its score + verifier_weight * the verifier's reward; the verifier's pass
+    rate on the same samples is still logged, as the gold (rlpractice/rlhf.py)."""
+
+    # null: no reward model; train: train one in stage rm (settings: rm); or an HF folder of your own reward model
+    # (a ...ForSequenceClassification with one label, sharing the policy's tokenizer)
+    model: str | None = MISSING
+    model_weight: float = MISSING  # weight of the reward model's score
+    verifier_weight: float = MISSING  # weight of the verifier's reward (0: the reward model alone, RLHF)
+
+
+# --- tools: calls the model makes while it writes (rlpractice/tools/) -------------------------------------------
+
+@section
+class ToolsConfig:
+    """Tools in rollouts (tools=calculator, tools=python, or your own): generation stops at a call, the tool runs,
+    its output is appended as tokens the learner does not train on, generation continues. Off unless names are
+    given, so a run without a tools choice samples as it always did."""
+
+    names: list[str] = dataclasses.field(default_factory=list)  # calculator, python, your own; []: no tools
+    max_calls: Positive = 4  # calls per completion; later calls get no answer (a model loop cannot grow forever)
+    plugins: list[str] = dataclasses.field(default_factory=list)  # .py files or modules that register @tool
+    # The python tool's isolation (rlpractice/tools/sandbox.py): bwrap, unshare, or auto (the strongest that works)
+    sandbox: Literal["auto", "bwrap", "unshare"] = "auto"
+    max_result_chars: Positive = 512  # a longer output is cut in the middle before the model reads it
+    # Built-in textbook only: worked solutions show a calculator call at each arithmetic step ('4 * 4 = <<4*4>> 16.')
+    textbook_calls: bool = False
+    # Also evaluate after SFT and after RL with tools switched off (summary.json: *_pass_at_1_no_tools)
+    eval_without_tools: bool = True
+
+
 # --- groups tracker/ and cluster/ ---------------------------------------------------------------------------------
 
 @section
@@ -335,17 +396,18 @@ class Config:
     data: DataConfig = MISSING
     textbook: TextbookConfig = MISSING
     sampler: SamplerConfig = MISSING
-    # Open mappings: their keys belong to the grading code (verifier: conf/verifier/) and to the reward-model stage
-    # (rm: +rm=default, conf/rm/); config_checks.py checks the verifier's numbers.
+    # An open mapping: its keys belong to the grading code (conf/verifier/); config_checks.py checks its numbers.
     verifier: dict[str, Any] = MISSING
-    rm: dict[str, Any] | None = None
+    rm: RMConfig = MISSING
+    reward: RewardConfig = MISSING
     algo: AlgoConfig = MISSING
+    tools: ToolsConfig = dataclasses.field(default_factory=ToolsConfig)  # off unless a tools= choice names some
     tracker: TrackerConfig = MISSING
     cluster: ClusterConfig = MISSING
 
 
 SCHEMAS = [Config, TinyLlamaConfig, HFModelConfig, TextbookDataConfig, FileDataConfig, TextbookConfig, SamplerConfig,
-           AlgoConfig, RFTConfig, TrackerConfig, ClusterConfig]
+           AlgoConfig, RFTConfig, RMConfig, RewardConfig, ToolsConfig, TrackerConfig, ClusterConfig]
 
 
 def register() -> None:

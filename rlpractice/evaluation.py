@@ -9,7 +9,7 @@ import numpy as np
 
 from rlpractice.grading.mathparse import extract_answer, plain_number
 from rlpractice.grading.pool import GradingPool
-from rlpractice.rollout.batch import sample_groups
+from rlpractice.rollout.batch import sample_groups, tool_metrics
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.textbook.problems import Problem
 
@@ -52,10 +52,11 @@ def answer_key(text: str) -> str | None:
     return str(value) if value is not None else answer.replace(" ", "")
 
 
-def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int]) -> dict:
+def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int],
+             tools: dict | None = None) -> dict:
     """pass@k for each k in `ks`, maj@n, pass@1 per level and the mean completion length, from n samples per
-    problem drawn and graded exactly as in RL (rollout/batch.py)."""
-    groups, _ = sample_groups(samplers, pool, problems, n, logprobs=False)
+    problem drawn and graded exactly as in RL (rollout/batch.py), with the same tool loop when `tools` is set."""
+    groups, _ = sample_groups(samplers, pool, problems, n, logprobs=False, tools=tools)
     correct = [sum(r >= 1.0 for r in g.rewards) for g in groups]
     majority = [majority_correct([answer_key(s.text) for s in g.samples], [r >= 1.0 for r in g.rewards])
                 for g in groups]
@@ -66,6 +67,8 @@ def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: 
     out[f"maj@{n}"] = float(np.mean(majority))
     out.update({f"level{lv}/pass@1": mean_pass_at_k(cs, n, 1) for lv, cs in sorted(by_level.items())})
     out["completion_length"] = float(np.mean([len(s.ids) for g in groups for s in g.samples]))
+    if tools:
+        out.update(tool_metrics([s for g in groups for s in g.samples]))
     out["num_problems"] = len(problems)
     out["samples_per_problem"] = n
     return out

@@ -290,8 +290,9 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
             if s.sampler_logps:
                 n = len(s.sampler_logps)
                 mine = token_logp[row, len(s.ids) - 1 - n : len(s.ids) - 1].detach()
-                mismatch_sum += (mine - torch.tensor(s.sampler_logps, device=device)).abs().sum().item()
-                mismatch_count += n
+                sampled = torch.tensor(s.loss_mask[len(s.ids) - n :], device=device)  # tools' output ids: 0
+                mismatch_sum += ((mine - torch.tensor(s.sampler_logps, device=device)).abs() * sampled).sum().item()
+                mismatch_count += int(sampled.sum().item())
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), loss.grad_clip).item()
     optimizer.step()
     out = {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,

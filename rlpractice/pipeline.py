@@ -1,8 +1,9 @@
-"""The whole textbook, in order: exposition -> pretrain, worked -> SFT, practice -> RL, held-out -> eval.
+"""The whole textbook, in order: exposition -> pretrain, worked -> SFT, [preference pairs -> reward model,]
+practice -> RL, held-out -> eval.
 
-Writes into the run directory: checkpoints/{pretrain,sft,rl}/ (HF format), checkpoints/{pretrain,sft,rl}_steps/
-(resumable checkpoints within a stage, see checkpoint.py), metrics.jsonl,
-rollouts.jsonl, pass_rates.png, summary.json, and wandb/ (the W&B run, offline unless configured).
+Writes into the run directory: checkpoints/{pretrain,sft,rm,rl}/ (HF format), checkpoints/{pretrain,sft,rm,rl}_steps/
+(resumable checkpoints within a stage, see checkpoint.py), metrics.jsonl, rollouts.jsonl, pass_rates.png
+(over_optimisation.png with a reward model), summary.json, and wandb/ (the W&B run, offline unless configured).
 """
 
 from __future__ import annotations
@@ -26,12 +27,17 @@ from rlpractice.grading.gold import drop_ungradable
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import check_verifiers
 from rlpractice.learner import place
+from rlpractice.rlhf import check_reward
+from rlpractice.rlhf import report as rlhf_report
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.pretrain import run_pretrain
+from rlpractice.stages.reward_model import reward_model_stage
 from rlpractice.stages.rl import run_rl
 from rlpractice.stages.sft import run_sft
 from rlpractice.textbook.prompts import with_chat_template
 from rlpractice.textbook.sources import load_book
+from rlpractice.textbook.tool_textbook import calculator_textbook
+from rlpractice.tools.rollout import make_runner, tool_settings
 from rlpractice.tracking import Tracker, plot_pass_rates
 
 
@@ -40,6 +46,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per RL step would bury ours
     check(cfg)
     check_verifiers(cfg.verifier)  # a broken verifier plugin: one line, before anything starts
+    check_reward(cfg)  # likewise a reward.model RL cannot use
     check_writable(run_dir)
     ckpt = run_dir / "checkpoints"
     if (run_dir / "metrics.jsonl").exists() and not cfg.resume:
@@ -47,6 +54,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
                                 "or choose another hydra.run.dir. Nothing was changed.")
     use_cache_dir(cfg.cache_dir)
     book = load_book(cfg)  # before anything is written: a bad dataset leaves no half-made run behind
+    tools = tool_settings(cfg)  # None: no tools
+    runner = make_runner(tools) if tools else None  # here too: a sandbox that cannot isolate stops the run now
+    if tools and cfg.tools.textbook_calls and cfg.data.source == "textbook" and "calculator" in tools["names"]:
+        book = calculator_textbook(book)
     tracker = Tracker(cfg, run_dir)
     pool = None
     samplers = None
@@ -82,32 +93,41 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         book = with_chat_template(book, tokenizer, cfg.model)
         if done is None or done.name == "pretrain":
             if cfg.sft.steps > 0 and book.worked:
-                model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed, ckpt / "sft_steps")
+                model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed, ckpt / "sft_steps", runner)
             elif cfg.sft.steps > 0:
                 print("[sft] skipped: the data has no worked solutions (answer_format=plain)")
             done = policy.save(model, tokenizer, ckpt / "sft")
             shutil.rmtree(ckpt / "sft_steps", ignore_errors=True)
+        reward_path = reward_model_stage(cfg, ckpt, tracker)  # stage rm with reward.model=train; None: no reward model
 
         print(f"[rl] starting {cfg.sampler.num_samplers} vLLM sampler actor(s) in Ray ...", flush=True)
         samplers = Samplers(str(done), cfg.sampler, cfg.cluster, cfg.seed, log_dir=run_dir / "logs")
         print(f"[rl] samplers ready (engine start {max(i['startup_s'] for i in samplers.info):.1f}s)")
         ev = cfg.eval
 
-        def evaluate_at(step: int) -> dict:
+        def evaluate_at(step: int, with_tools: dict | None = tools, stage: str = "eval") -> dict:
             t = time.time()
-            result = evaluate(samplers, pool, list(book.heldout), ev.samples_per_problem, list(ev.k))
+            result = evaluate(samplers, pool, list(book.heldout), ev.samples_per_problem, list(ev.k), with_tools)
             result["time"] = time.time() - t
-            tracker.log("eval", step, result)
+            tracker.log(stage, step, result)
             shown = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k.startswith(("pass@", "maj@")))
-            print(f"[eval] step {step}: held-out {shown} ({result['time']:.1f}s)", flush=True)
+            print(f"[{stage}] step {step}: held-out {shown} ({result['time']:.1f}s)", flush=True)
             return result
 
+        # with tools: the same model's pass@1 with them switched off, after SFT and after RL
+        no_tools = bool(tools and cfg.tools.eval_without_tools)
+        without = {}
         sft_eval = (cfg.resume and tracker.logged("eval", 0)) or evaluate_at(0)
+        if no_tools:
+            without["sft"] = (cfg.resume and tracker.logged("eval_no_tools", 0)) or evaluate_at(0, None,
+                                                                                               "eval_no_tools")
         rl_eval, rl_steps = sft_eval, 0
         if cfg.rl.steps > 0:
             rl_steps = run_rl(cfg, model, tokenizer, book.practice, samplers, pool, tracker, run_dir, evaluate_at,
                               cfg.seed, resume_from=rl_state)
             rl_eval = evaluate_at(rl_steps)
+            if no_tools:
+                without["rl"] = evaluate_at(rl_steps, None, "eval_no_tools")
             policy.save(model, tokenizer, ckpt / "rl")
 
         summary = {
@@ -116,6 +136,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             "rl_gain": rl_eval["pass@1"] - sft_eval["pass@1"],
             **{f"sft_{k}": v for k, v in sft_eval.items() if k.startswith(("pass@", "maj@", "level"))},
             **{f"rl_{k}": v for k, v in rl_eval.items() if k.startswith(("pass@", "maj@", "level"))},
+            **({"tools": tools["names"]} if tools else {}),
+            **{f"{stage}_pass_at_1_no_tools": r["pass@1"] for stage, r in without.items()},
+            **({f"{stage}_{k}": v for stage, r in (("sft", sft_eval), ("rl", rl_eval))
+                for k, v in r.items() if k.startswith("tools/")} if tools else {}),
             "heldout_problems": len(book.heldout),
             "eval_samples_per_problem": ev.samples_per_problem,
             "eval_temperature": cfg.sampler.temperature,
@@ -125,6 +149,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             "wall_seconds": time.time() - start,
             "run_dir": str(run_dir),
         }
+        if reward_path is not None and rl_steps:  # proxy vs gold against sqrt(KL): over_optimisation.png
+            summary |= {"reward_model": str(reward_path), **rlhf_report(run_dir, tracker)}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         plot_pass_rates(run_dir / "metrics.jsonl", run_dir / "pass_rates.png")
         tracker.finish(summary)
@@ -137,3 +163,5 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             ray.shutdown()
         if pool is not None:
             pool.close()
+        if runner is not None:
+            runner.close()

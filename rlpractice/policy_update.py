@@ -30,10 +30,11 @@ from rlpractice.rollout.batch import Batch, Group
 
 
 def sequences(group: Group, adv: torch.Tensor | None = None) -> list[Sequence]:
-    """The learner's view of a group: prompt + completion ids, loss on the completion tokens only."""
+    """The learner's view of a group: prompt + completion ids, loss on the sampled completion tokens only (not
+    on the prompt, nor on tools' output ids: no loss and no ratio there)."""
     p = group.prompt_ids
-    return [Sequence(p + s.ids, [0] * len(p) + [1] * len(s.ids), 0.0 if adv is None else float(adv[j]),
-                     s.sampler_logps) for j, s in enumerate(group.samples)]
+    return [Sequence(p + s.ids, [0] * len(p) + ([1 - t for t in s.tool_mask] if s.tool_mask else [1] * len(s.ids)),
+                     0.0 if adv is None else float(adv[j]), s.sampler_logps) for j, s in enumerate(group.samples)]
 
 
 class PolicyGradient:
@@ -50,7 +51,7 @@ class PolicyGradient:
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
 
     def __call__(self, batch: Batch) -> dict:
-        adv = advantages(batch.rewards(), self.algo.advantage, self.algo.scale_by_std)
+        adv = advantages(batch.rewards(trained=True), self.algo.advantage, self.algo.scale_by_std)
         return self.update(batch.groups, adv)
 
     def _logprobs(self, model, seqs: list[Sequence]) -> list[torch.Tensor]:

@@ -29,7 +29,7 @@ class Tracker:
             dir=str(run_dir), config=OmegaConf.to_container(cfg, resolve=True), tags=list(t.tags),
             id=run_id, resume="allow",
         )
-        for stage in ("pretrain", "sft", "rl", "eval"):
+        for stage in ("pretrain", "sft", "rm", "rl", "eval", "eval_no_tools"):
             self.run.define_metric(f"{stage}/step")
             self.run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
 
@@ -80,6 +80,15 @@ def plot_pass_rates(metrics_path: Path, out_png: Path) -> Path:
         ax_len.plot([r["step"] for r in rl], [r["completions/mean_length"] for r in rl], color="tab:purple")
     for key in sorted({k for r in ev for k in r if k.startswith(("pass@", "maj@"))}):
         ax.plot([r["step"] for r in ev], [r.get(key) for r in ev], marker="o", label=f"held-out {key}")
+    off = [r for r in rows if r["stage"] == "eval_no_tools"]  # a tools run: the same model with tools off
+    if off:
+        ax.plot([r["step"] for r in off], [r["pass@1"] for r in off], marker="x", linestyle="--",
+                label="held-out pass@1, tools off")
+    if any("tools/calls_per_completion" in r for r in rl):
+        calls = ax_len.twinx()  # its own scale: a few calls beside tens of tokens
+        calls.plot([r["step"] for r in rl], [r.get("tools/calls_per_completion", 0) for r in rl], color="tab:green")
+        calls.set_ylabel("tool calls per completion", color="tab:green")
+        calls.set_ylim(bottom=0)
     ax.set_xlabel("RL step (0 = after SFT)")
     ax.set_ylabel("fraction correct")
     ax.set_ylim(0, 1)

@@ -44,14 +44,10 @@ SAMPLES, SAMPLE_TOKENS = 1024, 64
 def config(args):
     overrides = ["+experiment=math", f"pretrain.steps={args.pretrain_steps}", f"sft.steps={args.sft_steps}",
                  f"textbook.exposition_paragraphs={args.paragraphs}", "pretrain.checkpoint_every=0",
-                 "sft.checkpoint_every=0", "learner.device=cpu"]
+                 "sft.checkpoint_every=0", "learner.device=cpu", f"rm.steps={args.rm_steps}",
+                 *(f"rm.{kv}" for kv in args.rm_settings)]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg))  # untyped: the rm section is not in the schema yet
-    rm = OmegaConf.load(ROOT / "conf" / "rm" / "default.yaml")
-    rm.steps = args.rm_steps
-    cfg.rm = OmegaConf.merge(rm, OmegaConf.from_dotlist(args.rm_settings))
-    return cfg
+        return compose("config", overrides=overrides)
 
 
 def timed(fn, repeats: int = 3) -> float:

@@ -127,6 +127,26 @@ class SamplerActor:
             for out in outputs
         ]
 
+    def generate_with_tools(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
+                            top_p: float, logprobs: bool, tools: dict, ignore_eos: bool = False) -> list[dict]:
+        """`generate` with tool calls (rlpractice/tools/rollout.py): each completion is the engine's ids plus the
+        tools' output ids, and its fifth field says which ids are tool output and what the tools did. `tools`:
+        the run's `tools` config as a dict; its runner is made once per engine (plugins import here)."""
+        from rlpractice.tools.rollout import make_runner, tool_rollouts
+
+        key = repr(sorted(tools.items()))
+        if getattr(self, "_tools_key", None) != key:
+            self.runner, self._tools_key = make_runner(tools), key
+        tokenizer = self.llm.get_tokenizer()
+        prompt_ids = [list(tokenizer.encode(p)) for p, _ in requests]  # as vLLM's own prompt rendering does
+        params = sampling_params(1, max_tokens, temperature, top_p, ignore_eos, logprobs)
+        grouped = tool_rollouts(self.llm.llm_engine, tokenizer, prompt_ids, [n for _, n in requests], params,
+                                self.runner, tools["max_calls"], max_tokens, logprobs)
+        texts = iter(tokenizer.batch_decode([r.ids for rs in grouped for r in rs], skip_special_tokens=True))
+        return [{"prompt_ids": ids, "completions": [(r.ids, next(texts), r.finish, r.logps if logprobs else None,
+                                                     r.stats()) for r in rs]}
+                for ids, rs in zip(prompt_ids, grouped, strict=True)]
+
     def close(self) -> None:
         """Remove this node's copy of the shipped weights (object store sync)."""
         if self.local_dir:

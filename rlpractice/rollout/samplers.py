@@ -188,10 +188,11 @@ class Samplers:
                   f"weights and retried its requests (restart {self.restarts})", flush=True)
 
     def sample(self, prompts: list[str], n: int, temperature: float | None = None, ignore_eos: bool = False,
-               logprobs: bool = True) -> Iterator[tuple[int, dict]]:
+               logprobs: bool = True, tools: dict | None = None) -> Iterator[tuple[int, dict]]:
         """Yield (prompt_index, {"prompt_ids", "completions"}) chunks as they finish; n per prompt in total.
         `ignore_eos` makes every completion max_new_tokens long (for benchmarks); `logprobs` returns the
-        engine's log-prob of each sampled token (see `SamplerActor.generate`)."""
+        engine's log-prob of each sampled token (see `SamplerActor.generate`); `tools` (the `tools` config as a
+        dict) samples with tool calls (`SamplerActor.generate_with_tools`)."""
         s = self.sampler
         self._wake()
         calls = plan_calls(len(prompts), n, s.max_samples_per_request, s.samples_per_call, len(self.actors))
@@ -199,8 +200,10 @@ class Samplers:
 
         def submit(call: list[tuple[int, int]], slot: int, tries: int) -> None:
             actor = self.actors[slot]
-            ref = actor.generate.remote([(prompts[i], k) for i, k in call], s.max_new_tokens, temperature, s.top_p,
-                                        ignore_eos, logprobs)
+            requests = [(prompts[i], k) for i, k in call]
+            ref = (actor.generate_with_tools.remote(requests, s.max_new_tokens, temperature, s.top_p, logprobs, tools,
+                                                    ignore_eos) if tools else
+                   actor.generate.remote(requests, s.max_new_tokens, temperature, s.top_p, ignore_eos, logprobs))
             futures[ref] = (call, slot, actor, tries)
 
         futures: dict = {}

@@ -27,7 +27,7 @@ class LearningSignal:
 
     def observe(self, step: int, batch: Batch, rollouts: str) -> dict:
         """Record step `step`'s batch; warn (once per stretch) or stop when it is due. Returns the metrics."""
-        rewards = batch.rewards()
+        rewards = batch.rewards(trained=True)  # what the update learns from
         no_reward = bool((rewards == 0).all())
         no_variance = bool((rewards.max(dim=1).values == rewards.min(dim=1).values).all())
         self.steps_without = self.steps_without + 1 if (no_reward or no_variance) else 0

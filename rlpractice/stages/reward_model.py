@@ -7,19 +7,27 @@ rejected. Held-out pair accuracy is logged every `rm.eval_every` steps. A stoppe
 resume=true from its last step checkpoint (checkpoint.py), as pretraining and SFT do; the result is an HF
 folder that `AutoModelForSequenceClassification.from_pretrained` loads anywhere.
 
-RL calls `score` (texts) or `score_ids` (token ids) once per step for all its samples, in micro-batches.
+RL calls `score_shared` once per step for all its samples (token ids, each group's prompt run once), in
+micro-batches; `score` (texts) and `score_ids` (token ids) score any sequences.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_cosine_schedule_with_warmup
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DynamicCache,
+    get_cosine_schedule_with_warmup,
+)
 from transformers.utils import logging as hf_logging
 
 from rlpractice.algorithm.preference import bradley_terry_loss, pair_accuracy, preference_loss
@@ -27,7 +35,7 @@ from rlpractice.checkpoint import load_state, save_state
 from rlpractice.errors import UserError
 from rlpractice.learner import autocast, microbatches, place, use_bf16
 from rlpractice.stages.lm_training import resume_point
-from rlpractice.textbook.preferences import PreferencePair
+from rlpractice.textbook.preferences import PreferencePair, load_pairs
 
 STAGE = "rm"
 
@@ -196,3 +204,73 @@ def run_rm(cfg: DictConfig, start: str | Path, train: list[PreferencePair], held
         final = evaluate_pairs(model, held, s.token_budget, bf16)
     print(f"[{STAGE}] held-out pair accuracy {final['accuracy']:.3f} on {len(held)} pairs")
     return model, tokenizer, final
+
+
+@torch.no_grad()
+def score_shared(model, prompts: list[list[int]], owner: list[int], completions: list[list[int]], batch_tokens: int,
+                 bf16: bool = False) -> list[float]:
+    """Scores of prompts[owner[i]] + completions[i], as `score_ids` gives them, with each distinct prompt of a
+    micro-batch run once: RL's samples come in groups that continue the same prompt, so this is about half the
+    tokens (the learner does the same: learner.shared_prompt_logprobs). The budget counts completion tokens."""
+    if not completions:
+        return []
+    if min(map(len, completions)) == 0 or not hasattr(model, "score"):  # nothing to continue, or an unknown head
+        return score_ids(model, [prompts[o] + c for o, c in zip(owner, completions, strict=True)], batch_tokens, bf16)
+    model.eval()
+    out = [0.0] * len(completions)
+    for idx in microbatches([len(c) for c in completions], batch_tokens):
+        rows: dict[int, int] = {}  # prompt index -> its row in this micro-batch
+        mine = [rows.setdefault(owner[i], len(rows)) for i in idx]
+        values = _shared_forward(model, [prompts[o] for o in rows], mine, [completions[i] for i in idx], bf16)
+        for i, value in zip(idx, values.tolist(), strict=True):
+            out[i] = value
+    return out
+
+
+def _shared_forward(model, prompts: list[list[int]], owner: list[int], comps: list[list[int]],
+                    bf16: bool) -> torch.Tensor:
+    """One micro-batch: the prompts fill a KV cache, its rows are repeated per completion, the completions run
+    on top; the head reads each completion's last token. [len(comps)] in fp32."""
+    pad, device = model.config.pad_token_id, model.device
+    prompt_width, comp_width = max(map(len, prompts)), max(map(len, comps))
+    prompt_ids = torch.full((len(prompts), prompt_width), pad, dtype=torch.long)
+    for row, p in enumerate(prompts):
+        prompt_ids[row, : len(p)] = torch.tensor(p)
+    comp_ids = torch.full((len(comps), comp_width), pad, dtype=torch.long)
+    attn = torch.zeros((len(comps), prompt_width + comp_width), dtype=torch.long)  # own prompt, then own tokens
+    for row, (o, c) in enumerate(zip(owner, comps, strict=True)):
+        comp_ids[row, : len(c)] = torch.tensor(c)
+        attn[row, : len(prompts[o])] = 1
+        attn[row, prompt_width : prompt_width + len(c)] = 1
+    starts = torch.tensor([len(prompts[o]) for o in owner]).unsqueeze(1)
+    body = model.base_model
+    with autocast(device, bf16):
+        # right-padded prompts need no mask: causal attention keeps real tokens off the pads after them
+        cache = body(input_ids=prompt_ids.to(device), use_cache=True, past_key_values=DynamicCache()).past_key_values
+        cache.batch_select_indices(torch.tensor(owner, device=device))
+        hidden = body(input_ids=comp_ids.to(device), attention_mask=attn.to(device),
+                      position_ids=(starts + torch.arange(comp_width)).to(device), past_key_values=cache,
+                      use_cache=True).last_hidden_state
+        last = hidden[torch.arange(len(comps)), torch.tensor([len(c) for c in comps]) - 1]
+        return model.score(last)[:, 0].float()
+
+
+def reward_model_stage(cfg: DictConfig, ckpt: Path, tracker) -> Path | None:
+    """The reward model RL will use (`reward.model`): None; the folder of the user's own; or, with `train`, the
+    one stage rm trains from the SFT checkpoint (checkpoints/rm/; a stopped stage continues from its step
+    checkpoints in checkpoints/rm_steps/ with resume=true, a finished one is not redone)."""
+    if not cfg.reward.model:
+        return None
+    if cfg.reward.model != "train":
+        return Path(cfg.reward.model)
+    out = ckpt / STAGE
+    if cfg.resume and (out / "config.json").is_file():
+        print(f"[{STAGE}] done before: {out}")
+        return out
+    train, heldout = load_pairs(cfg.rm, cfg.seed)
+    print(f"[{STAGE}] {len(train)} training and {len(heldout)} held-out preference pairs ({cfg.rm.pairs})", flush=True)
+    model, tokenizer, _ = run_rm(cfg, ckpt / "sft", train, heldout, tracker, cfg.seed, ckpt / f"{STAGE}_steps")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    shutil.rmtree(ckpt / f"{STAGE}_steps", ignore_errors=True)  # the final checkpoint replaces them
+    return out

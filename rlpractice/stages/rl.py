@@ -22,6 +22,7 @@ from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
 from rlpractice.learner import use_bf16
 from rlpractice.policy_update import make_update
+from rlpractice.rlhf import RewardModelReward
 from rlpractice.rollout.batch import Batch, draw_batch
 from rlpractice.rollout.prefetch import Prefetcher
 from rlpractice.rollout.samplers import Samplers
@@ -33,9 +34,11 @@ from rlpractice.stages.rl_metrics import (
     level_pass_rates,
     log_rollouts,
     step_metrics,
+    tool_use_metrics,
     verifier_metrics,
 )
 from rlpractice.textbook.problems import Problem
+from rlpractice.tools.rollout import tool_settings
 
 
 def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
@@ -48,6 +51,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
                                   betas=(0.9, 0.99))
     update = make_update(cfg, model, optimizer, tokenizer.pad_token_id, run_dir, use_bf16(cfg.learner.bf16,
                                                                                          model.device))
+    reward_model = RewardModelReward.from_config(cfg, model, tokenizer, run_dir)  # reward.model (None: verifier)
     order = PracticeOrder(practice, seed, curriculum=rl.curriculum)
     signal = LearningSignal(rl.warn_without_signal, rl.stop_without_signal)
     first = 1 if resume_from is None else resume(resume_from, optimizer, order, tracker) + 1
@@ -68,19 +72,21 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             if all_failed(batch):
                 raise UserError(f"the verifier failed on every answer of step {step} (first reason: "
                                 f"{batch.samples[0].reason}); stopping instead of training on garbage")
-            learned = update(batch)  # advantages -> clipped policy gradient (or RFT)
+            rlhf = reward_model(batch) if reward_model else {}  # its scores become the reward; proxy, gold, KL
             t2 = time.time()
-            samplers.sync_from(model, run_dir / "policy_sync")  # every engine serves the new weights
+            learned = update(batch)  # advantages -> clipped policy gradient (or RFT)
             t3 = time.time()
-            times = {"wait": t1 - t0, "learn": t2 - t1, "sync": t3 - t2, "step": t3 - t0}
-            metrics = step_metrics(batch, learned, times, samplers.restarts)
+            samplers.sync_from(model, run_dir / "policy_sync")  # every engine serves the new weights
+            t4 = time.time()
+            times = {"wait": t1 - t0, "learn": t3 - t2, "sync": t4 - t3, "step": t4 - t0}
+            metrics = step_metrics(batch, learned, times, samplers.restarts) | rlhf
             metrics.update(signal.observe(step, batch, str(run_dir / "rollouts.jsonl")))
             if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or step == rl.steps or out_of_time()):
                 # before logging: a run killed in between re-logs this step from the checkpoint
                 save_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
                            {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints)
             tracker.log("rl", step, {**metrics, **level_pass_rates(batch), **verifier_metrics(batch),
-                                     **batch.curriculum})
+                                     **batch.curriculum, **tool_use_metrics(batch)})
             log_rollouts(run_dir / "rollouts.jsonl", step, batch, rl.rollouts_logged_per_step)
             bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", len=f"{metrics['completions/mean_length']:.0f}",
                             s_step=f"{times['step']:.1f}")
@@ -100,7 +106,7 @@ def draw(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg: DictC
     """Step `step`'s batch, drawn from `order` (a batch sampled ahead is drawn again after a resume)."""
     rl, algo = cfg.rl, cfg.algo
     batch = draw_batch(samplers, pool, order, rl.prompts_per_step, rl.samples_per_prompt, algo.dynamic_sampling,
-                       algo.max_sampling_rounds, logprobs=wants_sampler_logprobs(step, rl))
+                       algo.max_sampling_rounds, logprobs=wants_sampler_logprobs(step, rl), tools=tool_settings(cfg))
     batch.curriculum = curriculum_metrics(order) if rl.curriculum else {}
     return batch
 

@@ -11,19 +11,19 @@ import numpy as np
 
 from rlpractice.algorithm.advantages import zero_variance_fraction
 from rlpractice.grading.registry import is_failure
-from rlpractice.rollout.batch import Batch
+from rlpractice.rollout.batch import Batch, tool_metrics
 from rlpractice.stages.practice import PracticeOrder
 
 
 def step_metrics(batch: Batch, learned: dict, times: dict[str, float], restarts: int) -> dict:
-    rewards = batch.rewards()
+    rewards, trained = batch.rewards(), batch.rewards(trained=True)  # the verifier's; what the update learns from
     samples = batch.samples
     return {
         "pass_rate": rewards.ge(1.0).float().mean().item(),
         "samples": rewards.numel(),
-        "reward": rewards.mean().item(),
-        "reward_std": rewards.std(dim=1, unbiased=False).mean().item(),
-        "frac_reward_zero_std": zero_variance_fraction(rewards),
+        "reward": trained.mean().item(),
+        "reward_std": trained.std(dim=1, unbiased=False).mean().item(),
+        "frac_reward_zero_std": zero_variance_fraction(trained),
         "completions/mean_length": float(np.mean([len(s.ids) for s in samples])),
         "completions/clipped_ratio": float(np.mean([s.finish == "length" for s in samples])),
         "verifier/failures": sum(is_failure(s.reason) for s in samples),
@@ -66,6 +66,13 @@ def verifier_metrics(batch: Batch) -> dict:
     return out
 
 
+def tool_use_metrics(batch: Batch) -> dict:
+    """With tools: calls per completion, error and timeout rates, tool seconds, share of correct answers that
+    used a tool (rollout/batch.py `tool_metrics`); nothing without tools."""
+    samples = batch.samples
+    return tool_metrics(samples) if any(s.tool_mask is not None for s in samples) else {}
+
+
 def all_failed(batch: Batch) -> bool:
     """Whether the verifier failed (crashed, timed out) on every sample: training on that would be garbage."""
     return all(is_failure(s.reason) for s in batch.samples)
@@ -78,4 +85,5 @@ def log_rollouts(path: Path, step: int, batch: Batch, per_step: int) -> None:
             p, s = g.problem, g.samples[0]
             f.write(json.dumps({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
                                 "completion": s.text, "reward": s.reward, "reason": s.reason,
-                                **({"parts": s.parts} if s.parts else {})}) + "\n")
+                                **({"parts": s.parts} if s.parts else {}),
+                                **({"rm_score": s.rm_score} if s.rm_score is not None else {})}) + "\n")

@@ -10,24 +10,31 @@ from rlpractice import model as policy
 from rlpractice.learner import Sequence, place, use_bf16
 from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.textbook.problems import Problem
+from rlpractice.tools.runner import ToolRunner
+from rlpractice.tools.worked import solution_ids
 
 
-def worked_sequence(problem: Problem, tokenizer) -> Sequence:
-    """prompt (not learned) + solution + EOS (learned): the model learns to write and to stop."""
+def worked_sequence(problem: Problem, tokenizer, tools: ToolRunner | None = None) -> Sequence:
+    """prompt (not learned) + solution + EOS (learned): the model learns to write and to stop. With `tools`, the
+    solution's calls are cut and encoded as a rollout appends them, and the tools' results are not learned."""
     prompt = tokenizer(problem.prompt)["input_ids"]
-    solution = tokenizer(problem.solution)["input_ids"] + [tokenizer.eos_token_id]
-    return Sequence(prompt + solution, [0] * len(prompt) + [1] * len(solution))
+    if tools is None:
+        solution = tokenizer(problem.solution)["input_ids"] + [tokenizer.eos_token_id]
+        return Sequence(prompt + solution, [0] * len(prompt) + [1] * len(solution))
+    ids, mask = solution_ids(problem.solution, tokenizer, tools)
+    return Sequence(prompt + ids + [tokenizer.eos_token_id], [0] * len(prompt) + mask + [1])
 
 
 def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, seed: int,
-            steps_dir: Path | None = None):
-    """Returns the trained model: `model`, or on resume the one loaded from the stage's last checkpoint."""
+            steps_dir: Path | None = None, tools: ToolRunner | None = None):
+    """Returns the trained model: `model`, or on resume the one loaded from the stage's last checkpoint.
+    `tools`: the run's tools, when worked solutions show calls (their results are not learned)."""
     resume_from = resume_point(cfg, steps_dir)
     device = str(model.device)
     if resume_from is not None:
         model = policy.load(resume_from)[0]
     place(model, device)  # both ways the same attention implementation (bitwise-equal resumes)
-    data = [worked_sequence(p, tokenizer) for p in worked]
+    data = [worked_sequence(p, tokenizer, tools) for p in worked]
     train_lm("sft", cfg.sft, model, tokenizer, data, tracker, seed, steps_dir, resume_from,
              use_bf16(cfg.learner.bf16, model.device))
     return model

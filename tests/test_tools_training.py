@@ -1,0 +1,121 @@
+"""Tool output in training data: the rollout's masks reach the learner, and SFT cuts worked solutions with calls
+into the same pieces a rollout appends (quick; the real engine's tool loop is in test_tools_rollout.py)."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from rlpractice.learner import Sequence, prompt_length, target_tokens
+from rlpractice.policy_update import sequences
+from rlpractice.rollout.batch import Group, Sample, tool_fields, tool_metrics
+from rlpractice.stages.sft import worked_sequence
+from rlpractice.textbook.math_textbook import build_textbook
+from rlpractice.textbook.problems import Problem
+from rlpractice.textbook.tool_textbook import calculator_textbook, with_calculator_calls
+from rlpractice.tokenizer import train_tokenizer
+from rlpractice.tools import ToolRunner
+from rlpractice.tools.rollout import encode_result, make_runner, tool_settings
+from rlpractice.tools.worked import segments, solution_ids
+from tests.conftest import ROOT
+
+SOLUTION = " 4 * 4 = <<4*4>> 16. 26 - 16 = <<26-16>> 10. Answer: 10"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    book = calculator_textbook(build_textbook(0, 300, 200, 10, 10))
+    return train_tokenizer(book.exposition, 400)
+
+
+@pytest.fixture(scope="module")
+def runner():
+    r = ToolRunner(["calculator"])
+    yield r
+    r.close()
+
+
+def test_sequences_mask_tool_output_ids():
+    sample = Sample(ids=[5, 6, 7, 8, 9, 2], text="", reward=1.0, reason="", finish="stop",
+                    sampler_logps=[-1.0, -1.0, 0.0, 0.0, -1.0, -1.0], tool_mask=[0, 0, 1, 1, 0, 0], tool_calls=1)
+    [seq] = sequences(Group(Problem("q", "1"), [11, 12, 13], [sample]))
+    assert seq.ids == [11, 12, 13, 5, 6, 7, 8, 9, 2]
+    assert seq.loss_mask == [0, 0, 0, 1, 1, 0, 0, 1, 1]
+    assert prompt_length(seq) == 3  # the shared-prompt path still finds the prompt
+    assert target_tokens([seq]) == 4  # the tool's two ids are not learned
+
+
+def test_sequences_without_tools_learn_every_completion_token():
+    [seq] = sequences(Group(Problem("q", "1"), [11], [Sample([5, 6], "", 0.0, "", "stop")]))
+    assert seq.loss_mask == [0, 1, 1]
+
+
+def test_tool_fields_and_metrics_read_a_tool_rollout_completion():
+    stats = {"tool_mask": [0, 1, 0], "calls": 2, "errors": 1, "timeouts": 1, "tool_s": 0.5}
+    fields = tool_fields(([1, 2, 3], "t", "stop", None, stats))
+    assert fields["tool_mask"] == [0, 1, 0] and fields["tool_calls"] == 2
+    assert tool_fields(([1], "t", "stop", None)) == {}  # plain sampling: no tool fields
+    right = Sample([1], "", 1.0, "", "stop", **fields)
+    plain = Sample([1], "", 1.0, "", "stop", tool_mask=[0])
+    m = tool_metrics([right, plain, Sample([1], "", 0.0, "", "stop", tool_mask=[0])])
+    assert m["tools/calls_per_completion"] == pytest.approx(2 / 3)
+    assert m["tools/error_rate"] == 0.5 and m["tools/timeout_rate"] == 0.5
+    assert m["tools/correct_with_tool"] == 0.5  # one of the two correct samples called a tool
+
+
+def test_textbook_shows_calculator_calls_on_whole_number_steps_only():
+    assert with_calculator_calls(" 3 * 9 = 27. 27 - 5 = 22. Answer: 22") == \
+        " 3 * 9 = <<3*9>> 27. 27 - 5 = <<27-5>> 22. Answer: 22"
+    fractions = " 1 = 9/9. 9/9 - 7/9 = 2/9. 3/8 + 2/8 = 5/8. Answer: 2/9"
+    assert with_calculator_calls(fractions) == fractions
+
+
+def test_segments_cut_at_each_call_and_check_the_tool_result(runner):
+    assert segments(SOLUTION, runner) == [(" 4 * 4 = <<4*4>>", False), (" 16", True),
+                                          (". 26 - 16 = <<26-16>>", False), (" 10", True),
+                                          (". Answer: 10", False)]
+    with pytest.raises(ValueError, match="not by the tool's result ' 10'"):
+        segments(" 26 - 16 = <<26-16>> 12. Answer: 12", runner)  # a slip the calculator never makes
+
+
+def test_sft_encodes_results_as_the_rollout_appends_them_and_masks_them(tokenizer, runner):
+    problem = Problem("Tom has 26 apples and eats 16.", "10", solution=SOLUTION)
+    seq = worked_sequence(problem, tokenizer, runner)
+    prompt = tokenizer(problem.prompt)["input_ids"]
+    ids, mask = solution_ids(SOLUTION, tokenizer, runner)
+    assert seq.ids == prompt + ids + [tokenizer.eos_token_id]
+    assert seq.loss_mask == [0] * len(prompt) + mask + [1]
+    # the masked ids are exactly each result encoded on its own, after the ids of the text up to its call
+    first = encode_result(tokenizer, " 4 * 4 = <<4*4>>")
+    result = encode_result(tokenizer, " 16")
+    assert ids[: len(first) + len(result)] == first + result
+    assert mask[: len(first) + len(result)] == [1] * len(first) + [0] * len(result)
+    masked = [t for t, m in zip(ids, mask, strict=True) if m == 0]
+    assert masked == encode_result(tokenizer, " 16") + encode_result(tokenizer, " 10")
+    assert tokenizer.decode(ids) == SOLUTION  # nothing lost or added by cutting
+
+
+def test_worked_sequence_without_tools_is_unchanged(tokenizer):
+    problem = Problem("q?", "10", solution=" 26 - 16 = 10. Answer: 10")
+    seq = worked_sequence(problem, tokenizer)
+    assert isinstance(seq, Sequence) and seq.loss_mask.count(0) == len(tokenizer(problem.prompt)["input_ids"])
+
+
+def test_tools_are_off_by_default_and_on_in_the_tools_experiment():
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        assert tool_settings(compose("config", overrides=["+experiment=math"])) is None
+        on = tool_settings(compose("config", overrides=["+experiment=math_tools"]))
+    assert on["names"] == ["calculator"] and on["textbook_calls"] and on["max_calls"] >= 1
+
+
+def test_make_runner_imports_a_users_tool_plugin_and_sets_up_the_sandbox(tmp_path):
+    from rlpractice.tools.syntax import Call
+
+    plugin = tmp_path / "shout.py"
+    plugin.write_text("from rlpractice.tools import tool\n\n@tool('shout')\ndef shout(text: str) -> str:\n"
+                      "    return text.upper()\n")
+    runner = make_runner({"names": ["calculator", "python", "shout"], "plugins": [str(plugin)], "sandbox": "auto"})
+    try:
+        assert runner.stop_strings == ["</shout>", ">>", "```output"]
+        shout, code = runner.run([runner.parse("say <shout>hi</shout>"), Call("python", "print(6 * 7)")])
+        assert shout.text == "<output>HI</output>" and code.text == "\n42\n```\n"
+    finally:
+        runner.close()
