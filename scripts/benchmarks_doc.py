@@ -177,6 +177,23 @@ def gpu_check(r: dict) -> Table:
                                                               f"{v:.3f}"] for k, v in r["relative_gap"].items()]
 
 
+def reward_model(r: dict) -> Table:
+    h, t = r["heldout"], r["throughput"]
+    return (["held-out pair accuracy / target", "held-out pair accuracy", "slip", "wrong answer", "bare guess",
+             "scoring 1,024 x 64 tokens"],
+            [[ratio(h["accuracy"] / r["target_heldout_accuracy"]), f"{h['accuracy']:.3f}",
+              f"{h['accuracy/slip']:.3f}", f"{h['accuracy/wrong_answer']:.3f}", f"{h['accuracy/bare_guess']:.3f}",
+              f"{t['score_ids_64_tokens']['samples_per_s']:,.0f} samples/s"]])
+
+
+def tools(r: dict) -> Table:
+    return (["tool rollouts / plain sampling (sampled tokens/s)", "counting tool ids", "plain (tokens/s)",
+             "with tools (sampled tokens/s)", "calls per completion"],
+            [[ratio(r["ratio_sampled_tokens_per_s"]), ratio(r["ratio_completion_ids_per_s"]),
+              f"{r['plain_tokens_per_s']:,.0f}", f"{r['tools_sampled_tokens_per_s']:,.0f}",
+              f"{r['tool_calls_per_completion']:.1f}"]])
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[str]] | None]] = {
     "bench_sampling.py": ("Sampling throughput: rlpractice's Ray sampler actors vs the same vLLM engines without Ray "
                           "and HF `generate` (TRL's generation without vLLM), same model, prompts and settings",
@@ -195,6 +212,10 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[st
                               "per step and RL wall budget (300 s)", compare, None),
     "check_gpu_learner.py": ("The learner on CUDA (bf16 autocast) against the CPU (fp32): one SFT and one GRPO step",
                              gpu_check, None),
+    "bench_reward_model.py": ("The reward model on the built-in preference pairs: held-out pair accuracy by kind of "
+                              "rejected solution, and batch scoring speed", reward_model, None),
+    "bench_tools.py": ("Tool rollouts (calculator, stop-run-continue in the engines) vs plain sampling, same engines, "
+                       "prompts and number of generated tokens", tools, None),
 }
 
 
