@@ -4,12 +4,13 @@ Chen et al. 2021, k up to the samples per problem) and maj@n (majority vote over
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 
 from rlpractice.grading.mathparse import extract_answer, plain_number
 from rlpractice.grading.pool import GradingPool
-from rlpractice.rollout.batch import sample_groups, tool_metrics
+from rlpractice.rollout.batch import Group, sample_groups, tool_metrics
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.textbook.problems import Problem
 
@@ -53,9 +54,10 @@ def answer_key(text: str) -> str | None:
 
 
 def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int],
-             tools: dict | None = None) -> dict:
+             tools: dict | None = None, proxy: Callable[[list[Group]], float] | None = None) -> dict:
     """pass@k for each k in `ks`, maj@n, pass@1 per level and the mean completion length, from n samples per
-    problem drawn and graded exactly as in RL (rollout/batch.py), with the same tool loop when `tools` is set."""
+    problem drawn and graded exactly as in RL (rollout/batch.py), with the same tool loop when `tools` is set; with
+    `proxy` (a reward model's mean score), `rlhf/proxy` beside them."""
     groups, _ = sample_groups(samplers, pool, problems, n, logprobs=False, tools=tools)
     correct = [sum(r >= 1.0 for r in g.rewards) for g in groups]
     majority = [majority_correct([answer_key(s.text) for s in g.samples], [r >= 1.0 for r in g.rewards])
@@ -69,6 +71,8 @@ def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: 
     out["completion_length"] = float(np.mean([len(s.ids) for g in groups for s in g.samples]))
     if tools:
         out.update(tool_metrics([s for g in groups for s in g.samples]))
+    if proxy is not None:
+        out["rlhf/proxy"] = proxy(groups)
     out["num_problems"] = len(problems)
     out["samples_per_problem"] = n
     return out

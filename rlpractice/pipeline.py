@@ -27,7 +27,7 @@ from rlpractice.grading.gold import drop_ungradable
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import check_verifiers
 from rlpractice.learner import place
-from rlpractice.rlhf import check_reward
+from rlpractice.rlhf import check_reward, heldout_proxy
 from rlpractice.rlhf import report as rlhf_report
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.pretrain import run_pretrain
@@ -104,10 +104,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         samplers = Samplers(str(done), cfg.sampler, cfg.cluster, cfg.seed, log_dir=run_dir / "logs")
         print(f"[rl] samplers ready (engine start {max(i['startup_s'] for i in samplers.info):.1f}s)")
         ev = cfg.eval
+        proxy = heldout_proxy(cfg, reward_path)  # the reward model's view of held-out samples, beside pass@1
 
         def evaluate_at(step: int, with_tools: dict | None = tools, stage: str = "eval") -> dict:
             t = time.time()
-            result = evaluate(samplers, pool, list(book.heldout), ev.samples_per_problem, list(ev.k), with_tools)
+            result = evaluate(samplers, pool, list(book.heldout), ev.samples_per_problem, list(ev.k), with_tools,
+                              proxy)
             result["time"] = time.time() - t
             tracker.log(stage, step, result)
             shown = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k.startswith(("pass@", "maj@")))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 from rlpractice.errors import UserError
 from rlpractice.learner import place, sequence_logprobs, use_bf16
 from rlpractice.policy_update import reference_model, sequences
-from rlpractice.rollout.batch import Batch
+from rlpractice.rollout.batch import Batch, Group
 from rlpractice.stages.reward_model import STAGE, load_reward_model, score_shared
 from rlpractice.tracking import read_metrics
 
@@ -99,6 +100,25 @@ class RewardModelReward:
         per_sample = [((a - b) * torch.tensor(s.loss_mask[1:], dtype=torch.float32)).sum().item()
                       for s, a, b in zip(seqs, mine, ref, strict=True)]
         return float(np.mean(per_sample))
+
+
+def heldout_proxy(cfg: DictConfig, path: Path | None) -> Callable[[list[Group]], float] | None:
+    """The reward model's mean score of evaluation samples (None without a reward model): each evaluation logs
+    it beside held-out pass@1, the proxy beside the gold on problems RL never practised."""
+    if path is None:
+        return None
+    rm, _ = load_reward_model(path)
+    place(rm, cfg.learner.device)
+    rm.requires_grad_(False)
+    bf16 = use_bf16(cfg.learner.bf16, rm.device)
+
+    def mean_score(groups: list[Group]) -> float:
+        owner = [i for i, g in enumerate(groups) for _ in g.samples]
+        scores = score_shared(rm, [g.prompt_ids for g in groups], owner, [s.ids for g in groups for s in g.samples],
+                              cfg.rm.token_budget, bf16)
+        return float(np.mean(scores))
+
+    return mean_score
 
 
 def over_optimisation(metrics_path: Path) -> dict:

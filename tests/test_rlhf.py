@@ -172,6 +172,9 @@ def test_rl_against_a_reward_model_trained_in_stage_rm_end_to_end(tiny_args, tmp
         assert r["rlhf/gold"] == r["pass_rate"] and r["rlhf/sqrt_kl"] >= 0 and math.isfinite(r["rlhf/proxy"])
         assert 0 < r["time/reward_model"] < r["time/step"]
     assert rl[0]["rlhf/sqrt_kl"] == pytest.approx(0.0, abs=1e-3)  # step 1 samples the SFT policy itself
+    evals = [r for r in rows if r["stage"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 1, 2]  # every evaluation: the proxy beside held-out pass@1 (the gold)
+    assert all(math.isfinite(r["rlhf/proxy"]) and 0 <= r["pass@1"] <= 1 for r in evals)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rlhf_gold_peak_step"] in (0, 1, 2) and "rlhf_gold_fall" in summary
     assert (run_dir / "over_optimisation.png").stat().st_size > 1000
