@@ -23,10 +23,10 @@ def resume_point(cfg: DictConfig, steps_dir: Path | None) -> Path | None:
     return latest_state(steps_dir) if cfg.resume and steps_dir is not None else None
 
 
-def train_lm(stage: str, s: DictConfig, model, tokenizer, data: list[Sequence], tracker, seed: int,
-             steps_dir: Path | None, resume_from: Path | None, bf16: bool = False) -> None:
-    """Steps 1..s.steps on `data` (or from the step after `resume_from`, whose weights `model` already holds);
-    `bf16`: forwards in bf16 autocast."""
+def start_stage(stage: str, s: DictConfig, model, tracker, seed: int, resume_from: Path | None):
+    """AdamW with linear warmup then cosine decay, and the batch-drawing random.Random (its state is the data
+    position), restored from `resume_from` when given. Returns (optimizer, schedule, rng, first step, log), where
+    `log` logs a step once: steps redone after the checkpoint may have been logged before the stop."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95))
     schedule = get_cosine_schedule_with_warmup(optimizer, s.warmup_steps, s.steps)
     rng = random.Random(seed)  # draws the batches: its state is the data position
@@ -40,6 +40,14 @@ def train_lm(stage: str, s: DictConfig, model, tokenizer, data: list[Sequence], 
         log = tracker.log_once
         tracker.log("resume", state["step"], {"from": str(resume_from)})
         print(f"[{stage}] resuming after step {state['step']} from {resume_from}")
+    return optimizer, schedule, rng, first, log
+
+
+def train_lm(stage: str, s: DictConfig, model, tokenizer, data: list[Sequence], tracker, seed: int,
+             steps_dir: Path | None, resume_from: Path | None, bf16: bool = False) -> None:
+    """Steps 1..s.steps on `data` (or from the step after `resume_from`, whose weights `model` already holds);
+    `bf16`: forwards in bf16 autocast."""
+    optimizer, schedule, rng, first, log = start_stage(stage, s, model, tracker, seed, resume_from)
     bar = tqdm(range(first, s.steps + 1), desc=stage, unit="step", dynamic_ncols=True, initial=first - 1,
                total=s.steps)
     for step in bar:

@@ -13,7 +13,6 @@ micro-batches; `score` (texts) and `score_ids` (token ids) score any sequences.
 
 from __future__ import annotations
 
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +25,14 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DynamicCache,
-    get_cosine_schedule_with_warmup,
 )
 from transformers.utils import logging as hf_logging
 
 from rlpractice.algorithm.preference import bradley_terry_loss, pair_accuracy, preference_loss
-from rlpractice.checkpoint import load_state, save_state
+from rlpractice.checkpoint import save_state
 from rlpractice.errors import UserError
 from rlpractice.learner import autocast, microbatches, place, use_bf16
-from rlpractice.stages.lm_training import resume_point
+from rlpractice.stages.lm_training import resume_point, start_stage
 from rlpractice.textbook.preferences import PreferencePair, load_pairs
 
 STAGE = "rm"
@@ -169,18 +167,7 @@ def run_rm(cfg: DictConfig, start: str | Path, train: list[PreferencePair], held
     bf16 = use_bf16(cfg.learner.bf16, model.device)
     data = [encode_pair(tokenizer, p, s.margin) for p in train]
     held = [encode_pair(tokenizer, p, s.margin) for p in heldout]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95))
-    schedule = get_cosine_schedule_with_warmup(optimizer, s.warmup_steps, s.steps)
-    rng = random.Random(seed)  # draws the batches: its state is the data position
-    first, log = 1, tracker.log
-    if resume_from is not None:
-        state = load_state(resume_from, optimizer, schedule, rng)
-        first = state["step"] + 1
-        if state["metrics"]:  # in case the run died between checkpointing and logging this step
-            tracker.log_once(STAGE, state["step"], state["metrics"])
-        log = tracker.log_once  # steps redone after the checkpoint may have been logged before the stop
-        tracker.log("resume", state["step"], {"from": str(resume_from)})
-        print(f"[{STAGE}] resuming after step {state['step']} from {resume_from}")
+    optimizer, schedule, rng, first, log = start_stage(STAGE, s, model, tracker, seed, resume_from)
     final = None
     bar = tqdm(range(first, s.steps + 1), desc=STAGE, unit="step", dynamic_ncols=True, initial=first - 1,
                total=s.steps)
