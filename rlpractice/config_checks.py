@@ -38,6 +38,16 @@ def check(cfg: DictConfig) -> None:
                         f"engines x sampler.num_cpus_per_sampler={cfg.sampler.num_cpus_per_sampler:g} need {wanted:g} "
                         f"CPUs, the local Ray instance has cluster.num_cpus={cfg.cluster.num_cpus}; lower one or "
                         "raise cluster.num_cpus")
+    learner = cfg.learner
+    ranks = learner.num_workers * learner.num_cpus_per_worker if learner.num_workers > 1 else 0
+    if ranks and not cfg.cluster.address and cfg.cluster.num_cpus and wanted + ranks > cfg.cluster.num_cpus:
+        raise UserError(f"config key learner.num_workers={learner.num_workers}: the ranks x "
+                        f"learner.num_cpus_per_worker={learner.num_cpus_per_worker:g} beside the engines' {wanted:g} "
+                        f"CPUs need {wanted + ranks:g}, the local Ray instance has cluster.num_cpus="
+                        f"{cfg.cluster.num_cpus}; raise cluster.num_cpus, or lower either")
+    if learner.num_workers > 1 and cfg.sampler.weight_sync == "cuda_ipc":
+        raise UserError("config key sampler.weight_sync=cuda_ipc reads the weights from one learner process's GPU; "
+                        "with learner.num_workers > 1 use filesystem or object_store (the ranks' weights are gathered)")
     if cfg.sampler.weight_sync == "cuda_ipc" and (not cfg.sampler.num_gpus_per_sampler
                                                   or pick_device(cfg.learner.device).type != "cuda"):
         raise UserError("config key sampler.weight_sync=cuda_ipc: the engines read the weights from the learner's GPU "

@@ -95,6 +95,12 @@ class LearnerConfig:
     # RL: a group's shared prompt runs once per micro-batch and its samples attend to its KV cache (the same
     # update, less compute); false: every sample recomputes its prompt.
     share_prompts: bool = MISSING
+    # Learner ranks: 1 = this process. N > 1: N Ray actors in a placement group, one torch.distributed group (gloo on
+    # CPU, NCCL on CUDA), the policy sharded with FSDP2; each rank learns on its share of every batch.
+    num_workers: Positive = MISSING
+    num_cpus_per_worker: NonNegative = MISSING  # Ray CPUs per rank (also its torch threads)
+    num_gpus_per_worker: NonNegative = MISSING  # Ray GPUs per rank (1 on a GPU cluster)
+    placement: Literal["SPREAD", "PACK", "STRICT_SPREAD", "STRICT_PACK"] = MISSING  # Ray strategy for the ranks
 
 
 @section

@@ -16,6 +16,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from transformers import DynamicCache
 
@@ -208,20 +209,24 @@ def memory_hint(step):
 
 @memory_hint
 def lm_step(model, optimizer, seqs: list[Sequence], pad_id: int, token_budget: int, grad_clip: float,
-            bf16: bool = False) -> float:
+            bf16: bool = False, total_targets: int | None = None) -> float:
     """One optimiser step of masked next-token cross-entropy (mean over all target tokens); `bf16`: the
-    forward in bf16 autocast (`use_bf16`)."""
+    forward in bf16 autocast (`use_bf16`). `total_targets`: the whole batch's target tokens when `seqs` is one
+    learner rank's share of it (None: `seqs` is the whole batch)."""
     model.train()
     device = model.device
-    total_targets = target_tokens(seqs)
+    total_targets = target_tokens(seqs) if total_targets is None else total_targets
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
-    for idx in microbatches([len(s.ids) for s in seqs], token_budget):
+    for idx in even_out(microbatches([len(s.ids) for s in seqs], token_budget), device):
+        if not idx:
+            idle_pass(model, pad_id, device, share_prompts=False, backward=True)
+            continue
         ids, attn, target = collate([seqs[i] for i in idx], pad_id, device)
         nll = -(token_logprobs(model, ids, attn, bf16=bf16) * target).sum() / max(total_targets, 1)
         nll.backward()
         loss_sum += nll.item()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    clip_grad_norm(model, grad_clip)
     optimizer.step()
     return loss_sum
 
@@ -234,7 +239,10 @@ def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: in
     model.eval()
     device = model.device
     out: list[torch.Tensor | None] = [None] * len(seqs)
-    for idx in _microbatches(seqs, token_budget, share_prompts):
+    for idx in even_out(_microbatches(seqs, token_budget, share_prompts), device):
+        if not idx:
+            idle_pass(model, pad_id, device, share_prompts, backward=False)
+            continue
         lp = _forward(model, [seqs[i] for i in idx], pad_id, device, share_prompts, bf16=bf16)[0].cpu()
         for row, i in enumerate(idx):
             out[i] = lp[row, : len(seqs[i].ids) - 1]
@@ -264,7 +272,10 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     kl_fn = {"k1": kl_k1, "k3": kl_k3}[loss.kl_estimator]
     loss_sum, clipped, counted, entropy_sum, kl_sum = 0.0, 0.0, 0.0, 0.0, 0.0
     mismatch_sum, mismatch_count = 0.0, 0
-    for idx in _microbatches(seqs, loss.token_budget, share_prompts):
+    for idx in even_out(_microbatches(seqs, loss.token_budget, share_prompts), device):
+        if not idx:
+            idle_pass(model, pad_id, device, share_prompts, backward=True)
+            continue
         batch = [seqs[i] for i in idx]
         (logp, entropy), target = _forward(model, batch, pad_id, device, share_prompts, with_entropy=True,
                                            entropy_grad=loss.entropy_coef > 0, bf16=bf16)
@@ -293,7 +304,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
                 sampled = torch.tensor(s.loss_mask[len(s.ids) - n :], device=device)  # tools' output ids: 0
                 mismatch_sum += ((mine - torch.tensor(s.sampler_logps, device=device)).abs() * sampled).sum().item()
                 mismatch_count += int(sampled.sum().item())
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), loss.grad_clip).item()
+    grad_norm = clip_grad_norm(model, loss.grad_clip)
     optimizer.step()
     out = {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,
            "entropy": entropy_sum / max(counted, 1.0)}
@@ -302,6 +313,32 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     if mismatch_count:
         out["logprob_mismatch"] = mismatch_sum / mismatch_count  # mean |log p_learner - log p_sampler| per token
     return out
+
+
+def even_out(batches: list[list[int]], device: torch.device) -> list[list[int]]:
+    """With several learner ranks (learner_group.py) every rank must run as many forwards and backwards as the
+    others, as each one gathers the sharded weights from all of them: pad with empty micro-batches (`idle_pass`)
+    up to the most any rank has. One process: `batches` as they are."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return batches
+    most = torch.tensor([len(batches)], device=device)
+    dist.all_reduce(most, op=dist.ReduceOp.MAX)
+    return batches + [[] for _ in range(int(most.item()) - len(batches))]
+
+
+def idle_pass(model, pad_id: int, device, share_prompts: bool, backward: bool) -> None:
+    """A rank with no micro-batch left still takes part in the others' forward (and backward): on a two-token
+    sequence, with a loss of zero, so it adds nothing to the gradient."""
+    logp = _forward(model, [Sequence([pad_id, pad_id], [0, 1])], pad_id, device, share_prompts)[0]
+    if backward:
+        (logp.sum() * 0).backward()
+
+
+def clip_grad_norm(model, max_norm: float) -> float:
+    """Clip the gradient's global norm to `max_norm`; returns the norm before clipping. Sharded (FSDP2) gradients
+    are DTensors: their norm is taken across all ranks, and read back as a plain number."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
 def target_tokens(seqs: list[Sequence]) -> int:

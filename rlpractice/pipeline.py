@@ -27,6 +27,7 @@ from rlpractice.grading.gold import drop_ungradable
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import check_verifiers
 from rlpractice.learner import place
+from rlpractice.learner_group import trainer_device
 from rlpractice.rlhf import check_reward, heldout_proxy
 from rlpractice.rlhf import report as rlhf_report
 from rlpractice.rollout.samplers import Samplers
@@ -89,7 +90,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed, ckpt / "pretrain_steps")
             policy.save(model, tokenizer, ckpt / "pretrain")
             shutil.rmtree(ckpt / "pretrain_steps", ignore_errors=True)  # the final checkpoint replaces them
-        place(model, cfg.learner.device)
+        place(model, trainer_device(cfg.learner))
         book = with_chat_template(book, tokenizer, cfg.model)
         if done is None or done.name == "pretrain":
             if cfg.sft.steps > 0 and book.worked:

@@ -18,14 +18,7 @@ from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages
 from rlpractice.algorithm.rft import rft_selection
 from rlpractice.algorithm.settings import LossSettings
-from rlpractice.learner import (
-    Sequence,
-    lm_step,
-    place,
-    policy_gradient_step,
-    sequence_logprobs,
-    target_tokens,
-)
+from rlpractice.learner import Sequence, place, sequence_logprobs, target_tokens
 from rlpractice.rollout.batch import Batch, Group
 
 
@@ -43,9 +36,10 @@ class PolicyGradient:
     log-probs before the first step when there are several steps (1 and exact otherwise), or, when sampling
     ahead (`off_policy`), the log-probs the engine reported for the tokens it sampled."""
 
-    def __init__(self, model, optimizer, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
+    def __init__(self, learner, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
                  off_policy: bool = False, share_prompts: bool = True, bf16: bool = False):
-        self.model, self.optimizer, self.algo, self.loss = model, optimizer, algo, loss
+        """`learner`: where the policy learns (learner_group.py: this process, or N ranks)."""
+        self.learner, self.algo, self.loss = learner, algo, loss
         self.pad_id, self.ref_model, self.off_policy = pad_id, ref_model, off_policy
         self.share_prompts, self.bf16 = share_prompts, bf16
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
@@ -54,8 +48,11 @@ class PolicyGradient:
         adv = advantages(batch.rewards(trained=True), self.algo.advantage, self.algo.scale_by_std)
         return self.update(batch.groups, adv)
 
-    def _logprobs(self, model, seqs: list[Sequence]) -> list[torch.Tensor]:
-        return sequence_logprobs(model, seqs, self.pad_id, self.loss.token_budget, self.share_prompts, self.bf16)
+    def _logprobs(self, seqs: list[Sequence], reference: bool = False) -> list[torch.Tensor]:
+        """The policy's (or the frozen reference's, kept in this process) log-probs of `seqs`' tokens."""
+        kw = dict(pad_id=self.pad_id, token_budget=self.loss.token_budget, share_prompts=self.share_prompts,
+                  bf16=self.bf16)
+        return sequence_logprobs(self.ref_model, seqs, **kw) if reference else self.learner.logprobs(seqs, **kw)
 
     def update(self, groups: list[Group], adv: torch.Tensor) -> dict:
         parts = [p.tolist() for p in np.array_split(np.arange(len(groups)), self.algo.minibatches) if len(p)]
@@ -67,15 +64,15 @@ class PolicyGradient:
         if self.off_policy:
             olds = [behaviour_logprobs(seqs) for seqs in learned]
         else:
-            olds = [self._logprobs(self.model, seqs) if several_steps and seqs else None for seqs in learned]
-        refs = [self._logprobs(self.ref_model, seqs) if self.ref_model is not None and seqs else None
+            olds = [self._logprobs(seqs) if several_steps and seqs else None for seqs in learned]
+        refs = [self._logprobs(seqs, reference=True) if self.ref_model is not None and seqs else None
                 for seqs in learned]
         steps: list[dict] = []
         for _ in range(self.algo.num_iterations):
             for seqs, old, ref, (num_sequences, num_tokens) in zip(learned, olds, refs, counts, strict=True):
                 if seqs:
-                    steps.append(policy_gradient_step(
-                        self.model, self.optimizer, seqs, old, self.loss, pad_id=self.pad_id,
+                    steps.append(self.learner.policy_gradient_step(
+                        seqs, old, self.loss, pad_id=self.pad_id,
                         num_sequences=num_sequences, num_tokens=num_tokens, ref_logps=ref,
                         share_prompts=self.share_prompts, bf16=self.bf16))
         keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if self.ref_model is not None else [])
@@ -92,8 +89,8 @@ class RejectionSampling:
     """Best-of-correct (rejection-sampling fine-tuning): one SFT step on the correct samples (all, or the
     shortest per problem). The simplest form of practice: do what worked."""
 
-    def __init__(self, model, optimizer, algo: DictConfig, pad_id: int, bf16: bool = False):
-        self.model, self.optimizer, self.algo, self.pad_id, self.bf16 = model, optimizer, algo, pad_id, bf16
+    def __init__(self, learner, algo: DictConfig, pad_id: int, bf16: bool = False):
+        self.learner, self.algo, self.pad_id, self.bf16 = learner, algo, pad_id, bf16
 
     def __call__(self, batch: Batch) -> dict:
         return self.update(batch.groups)
@@ -103,8 +100,8 @@ class RejectionSampling:
         for g in groups:
             keep = rft_selection(g.rewards, [len(s.ids) for s in g.samples], self.algo.rft_keep)
             seqs += [sequences(g)[j] for j in keep]
-        loss = lm_step(self.model, self.optimizer, seqs, self.pad_id, self.algo.token_budget, self.algo.grad_clip,
-                       self.bf16) if seqs else 0.0
+        loss = self.learner.lm_step(seqs, pad_id=self.pad_id, token_budget=self.algo.token_budget,
+                                    grad_clip=self.algo.grad_clip, bf16=self.bf16) if seqs else 0.0
         return {"loss": loss, "optimizer_steps": int(bool(seqs)), "learned_sequences": len(seqs)}
 
 
@@ -122,12 +119,12 @@ def reference_model(model, run_dir: Path):
     return ref.eval().requires_grad_(False)
 
 
-def make_update(cfg: DictConfig, model, optimizer, pad_id: int, run_dir: Path, bf16: bool):
+def make_update(cfg: DictConfig, learner, pad_id: int, run_dir: Path, bf16: bool):
     """The update `algo.name` chooses, with its settings read once from the config."""
     algo = cfg.algo
     if algo.name == "rft":
-        return RejectionSampling(model, optimizer, algo, pad_id, bf16)
+        return RejectionSampling(learner, algo, pad_id, bf16)
     loss = LossSettings.from_config(algo, cfg.sampler.max_new_tokens)
-    ref = reference_model(model, run_dir) if loss.kl_coef > 0 else None
-    return PolicyGradient(model, optimizer, algo, loss, pad_id, ref, off_policy=cfg.rl.max_staleness > 0,
+    ref = reference_model(learner.full_model(), run_dir) if loss.kl_coef > 0 else None
+    return PolicyGradient(learner, algo, loss, pad_id, ref, off_policy=cfg.rl.max_staleness > 0,
                           share_prompts=cfg.learner.share_prompts, bf16=bf16)

@@ -4,6 +4,7 @@ import torch
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.errors import UserError
 from rlpractice.learner import Sequence, collate, microbatches, policy_gradient_step
+from rlpractice.learner_group import LocalLearner
 from rlpractice.model import new_model
 from rlpractice.tokenizer import train_tokenizer
 
@@ -86,7 +87,7 @@ def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():
     ids = lambda n: list(range(3, 3 + n))  # noqa: E731
     groups = [_group([1, 2], [(ids(5), 1.0), (ids(3), 1.0), (ids(4), 0.0)]), _group([1, 2], [(ids(4), 0.0)])]
     algo = OmegaConf.create({"rft_keep": "all", "token_budget": 256, "grad_clip": 1.0})
-    rft = RejectionSampling(model, opt, algo, tok.pad_token_id)
+    rft = RejectionSampling(LocalLearner(model, opt), algo, tok.pad_token_id)
     before = [p.detach().clone() for p in model.parameters()]
     assert rft.update(groups)["learned_sequences"] == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -161,7 +162,7 @@ def test_several_passes_and_minibatches_use_the_sampling_policy_ratio():
     groups = [_group([1, 2], [([5, 6, 7], 1.0), ([8, 9], 0.0)]), _group([1, 3], [([6, 6], 0.0), ([7, 5, 9], 1.0)])]
     adv = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
     opt = torch.optim.SGD(model.parameters(), lr=50.0)
-    update = PolicyGradient(model, opt, _algo(minibatches=2, num_iterations=2),
+    update = PolicyGradient(LocalLearner(model, opt), _algo(minibatches=2, num_iterations=2),
                             LossSettings(token_budget=256, grad_clip=1e9, max_tokens=4), tok.pad_token_id)
     out = update.update(groups, adv)
     assert out["optimizer_steps"] == 4 and out["learned_sequences"] == 4
@@ -183,7 +184,7 @@ def test_skipping_zero_advantage_samples_changes_speed_not_the_update(aggregatio
     for skip in (False, True):
         model, tok = _tiny()
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
-        update = PolicyGradient(model, opt, _algo(minibatches=minibatches),
+        update = PolicyGradient(LocalLearner(model, opt), _algo(minibatches=minibatches),
                                 LossSettings(aggregation=aggregation, grad_clip=1e9, max_tokens=8), tok.pad_token_id)
         update.skip_zero_advantage = skip
         learned.append(update.update(groups, adv)["learned_sequences"])

@@ -39,10 +39,15 @@ def kill_once_logged(args: list[str], metrics, stage: str, step: int) -> None:
     proc.wait()
 
 
-def test_sigkill_during_rl_then_resume(tmp_path, tiny_args):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_sigkill_during_rl_then_resume(tmp_path, tiny_args, ranks):
+    """`ranks`: learner.num_workers; with 2, all three stages learn on two FSDP2 ranks (Ray actors the kill takes
+    down with the trainer), and the resumed run starts them again."""
     run_dir = tmp_path / "run"
     # with the curriculum on, its per-problem statistics are part of what must survive the kill
     args = [*tiny_args, "rl.steps=5", "rl.eval_every=0", "rl.curriculum=true", f"hydra.run.dir={run_dir}"]
+    if ranks > 1:
+        args += [f"learner.num_workers={ranks}", "cluster.num_cpus=4"]
     metrics = run_dir / "metrics.jsonl"
     kill_once_logged(args, metrics, "rl", 2)
     before = metrics.read_text()
@@ -58,6 +63,7 @@ def test_sigkill_during_rl_then_resume(tmp_path, tiny_args):
     resumed = run_cli([*args, "resume=true"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "[rl] resuming after step" in resumed.stdout
+    assert ("[learner] 2 ranks ready (FSDP2 over gloo" in resumed.stdout) == (ranks == 2)
     assert metrics.read_text().startswith(before)  # appended, never rewritten
     rl_steps = [r["step"] for r in rows(metrics) if r["stage"] == "rl"]
     assert rl_steps == [1, 2, 3, 4, 5]

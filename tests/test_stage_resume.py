@@ -5,12 +5,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 from hydra import compose, initialize_config_dir
 
 from rlpractice import model as policy
 from rlpractice.checkpoint import complete_checkpoints
-from rlpractice.stages import lm_training, pretrain
+from rlpractice.learner_group import LearnerGroup, LocalLearner
+from rlpractice.stages import pretrain
 from rlpractice.stages.pretrain import run_pretrain
 from rlpractice.stages.sft import run_sft
 from rlpractice.textbook.math_textbook import build_textbook
@@ -61,14 +63,9 @@ def rows(run_dir: Path, stage: str) -> list[tuple]:
     return [(r["step"], r["loss"], r["lr"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == stage]
 
 
-@pytest.mark.parametrize("stage", ["pretrain", "sft"])
-def test_stopped_and_resumed_stage_ends_bitwise_like_a_straight_run(stage, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    straight = train(stage, config(), tmp_path / "straight")
-    assert [p.name for p in complete_checkpoints(tmp_path / "straight" / "steps")] == ["step_000004", "step_000008"]
-
-    run_dir = tmp_path / "stopped"
-    real_step, calls = lm_training.lm_step, []
+def stop_in_step_7(monkeypatch, learner_class, run) -> None:
+    """`run()` stops with an exception inside its 7th step of `learner_class`."""
+    real_step, calls = learner_class.lm_step, []
 
     def step_then_stop(*args, **kwargs):
         calls.append(1)
@@ -77,9 +74,19 @@ def test_stopped_and_resumed_stage_ends_bitwise_like_a_straight_run(stage, tmp_p
         return real_step(*args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(lm_training, "lm_step", step_then_stop)
+        m.setattr(learner_class, "lm_step", step_then_stop)
         with pytest.raises(Stop):
-            train(stage, config(), run_dir)
+            run()
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft"])
+def test_stopped_and_resumed_stage_ends_bitwise_like_a_straight_run(stage, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    straight = train(stage, config(), tmp_path / "straight")
+    assert [p.name for p in complete_checkpoints(tmp_path / "straight" / "steps")] == ["step_000004", "step_000008"]
+
+    run_dir = tmp_path / "stopped"
+    stop_in_step_7(monkeypatch, LocalLearner, lambda: train(stage, config(), run_dir))
     assert [r[0] for r in rows(run_dir, stage)] == [2, 4, 6]
 
     # the resumed run reads its tokenizer from the checkpoint: a retrained one could number tokens differently
@@ -91,3 +98,25 @@ def test_stopped_and_resumed_stage_ends_bitwise_like_a_straight_run(stage, tmp_p
     assert rows(run_dir, stage) == rows(tmp_path / "straight", stage)  # steps 2..12, each once, same values
     resumes = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "resume"]
     assert [r["step"] for r in resumes] == [4]
+
+
+@pytest.mark.slow
+def test_a_stage_saved_by_two_learner_ranks_resumes_in_one_process(tmp_path, monkeypatch):
+    """Checkpoints hold full tensors: pretraining stopped part-way on 2 ranks (FSDP2) continues on 1 and ends where
+    a straight 1-process run ends, up to float rounding (the ranks add their gradients in another order)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    ranks = ["learner.num_workers=2", "cluster.num_cpus=3"]
+    straight = train("pretrain", config(), tmp_path / "straight")
+    run_dir = tmp_path / "stopped"
+    try:
+        stop_in_step_7(monkeypatch, LearnerGroup, lambda: train("pretrain", config(*ranks), run_dir))
+    finally:
+        ray.shutdown()
+    assert [r[0] for r in rows(run_dir, "pretrain")] == [2, 4, 6]
+    resumed = train("pretrain", config("resume=true"), run_dir)
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=2e-3), name
+    for (step, loss, lr), (step2, loss2, lr2) in zip(rows(tmp_path / "straight", "pretrain"), rows(run_dir, "pretrain"),
+                                                    strict=True):
+        assert (step, lr) == (step2, lr2)
+        assert loss2 == pytest.approx(loss, rel=1e-3)

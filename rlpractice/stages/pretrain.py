@@ -7,7 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice import model as policy
-from rlpractice.learner import Sequence, place, use_bf16
+from rlpractice.learner import Sequence, place
+from rlpractice.learner_group import learner_bf16, trainer_device
 from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.tokenizer import train_tokenizer
 
@@ -30,10 +31,10 @@ def run_pretrain(cfg: DictConfig, exposition: list[str], tracker, seed: int, ste
         tokenizer = train_tokenizer(exposition, m.vocab_size)
         model = policy.new_model(tokenizer, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size,
                                  m.max_seq_len, seed)
-    place(model, cfg.learner.device)
+    place(model, trainer_device(cfg.learner))
     data = [Sequence(ids, [1] * len(ids)) for ids in blocks(exposition, tokenizer, p.block_size)]
     print(f"[pretrain] {policy.num_params(model) / 1e6:.2f}M params, vocab {len(tokenizer)}, "
           f"{len(data) * p.block_size / 1e6:.2f}M tokens in {len(data)} blocks")
-    train_lm("pretrain", p, model, tokenizer, data, tracker, seed, steps_dir, resume_from,
-             use_bf16(cfg.learner.bf16, model.device))
+    model = train_lm("pretrain", p, model, tokenizer, data, tracker, seed, steps_dir, resume_from,
+                     learner_bf16(cfg.learner), cfg)
     return model, tokenizer

@@ -32,6 +32,7 @@ from rlpractice.algorithm.preference import bradley_terry_loss, pair_accuracy, p
 from rlpractice.checkpoint import save_state
 from rlpractice.errors import UserError
 from rlpractice.learner import autocast, microbatches, place, use_bf16
+from rlpractice.learner_group import LocalLearner
 from rlpractice.stages.lm_training import resume_point, start_stage
 from rlpractice.textbook.preferences import PreferencePair, load_pairs
 
@@ -167,7 +168,9 @@ def run_rm(cfg: DictConfig, start: str | Path, train: list[PreferencePair], held
     bf16 = use_bf16(cfg.learner.bf16, model.device)
     data = [encode_pair(tokenizer, p, s.margin) for p in train]
     held = [encode_pair(tokenizer, p, s.margin) for p in heldout]
-    optimizer, schedule, rng, first, log = start_stage(STAGE, s, model, tracker, seed, resume_from)
+    learner = LocalLearner(model)  # one process: the reward model is small beside the policy
+    rng, first, log = start_stage(STAGE, s, learner, tracker, seed, resume_from)
+    optimizer, schedule = learner.optimizer, learner.schedule
     final = None
     bar = tqdm(range(first, s.steps + 1), desc=STAGE, unit="step", dynamic_ncols=True, initial=first - 1,
                total=s.steps)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from rlpractice.checkpoint import load_state, save_state
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
-from rlpractice.learner import use_bf16
+from rlpractice.learner_group import LocalLearner, learner_bf16, make_learner
 from rlpractice.policy_update import make_update
 from rlpractice.rlhf import RewardModelReward
 from rlpractice.rollout.batch import Batch, draw_batch
@@ -46,16 +46,26 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
            resume_from: Path | None = None) -> int:
     """RL steps 1..rl.steps (from the step after `resume_from`, a checkpoint of this run), or fewer if
     `rl.time_budget_s` runs out first. Returns the number of the last step done."""
+    learner = make_learner(model, cfg.learner, cfg.cluster)  # this process, or learner.num_workers ranks
+    try:
+        return _run(cfg, learner, tokenizer, practice, samplers, pool, tracker, run_dir, evaluate_fn, seed,
+                    resume_from)
+    finally:
+        learner.full_model()  # `model` holds the last weights
+        learner.close()
+
+
+def _run(cfg: DictConfig, learner, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
+         tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int, resume_from: Path | None) -> int:
     rl = cfg.rl
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay,
-                                  betas=(0.9, 0.99))
-    update = make_update(cfg, model, optimizer, tokenizer.pad_token_id, run_dir, use_bf16(cfg.learner.bf16,
-                                                                                         model.device))
-    reward_model = RewardModelReward.from_config(cfg, model, tokenizer, run_dir)  # reward.model (None: verifier)
+    learner.start(lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay, betas=(0.9, 0.99))
+    update = make_update(cfg, learner, tokenizer.pad_token_id, run_dir, learner_bf16(cfg.learner))
+    # reward.model (None: the verifier); it measures KL on the trainer's copy of the policy
+    reward_model = RewardModelReward.from_config(cfg, learner.full_model(), tokenizer, run_dir)
     order = PracticeOrder(practice, seed, curriculum=rl.curriculum)
     signal = LearningSignal(rl.warn_without_signal, rl.stop_without_signal)
-    first = 1 if resume_from is None else resume(resume_from, optimizer, order, tracker) + 1
-    if rl.max_staleness > 0 and model.device.type == "cpu":
+    first = 1 if resume_from is None else resume(resume_from, learner.optimizer, order, tracker) + 1
+    if rl.max_staleness > 0 and isinstance(learner, LocalLearner) and learner.model.device.type == "cpu":
         learn_beside_engines(samplers.cores_left_here())
     batches = Prefetcher(lambda step: draw(samplers, pool, order, cfg, step), first, rl.steps, rl.max_staleness)
     started, done = time.time(), first - 1
@@ -76,15 +86,15 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
             t2 = time.time()
             learned = update(batch)  # advantages -> clipped policy gradient (or RFT)
             t3 = time.time()
-            samplers.sync_from(model, run_dir / "policy_sync")  # every engine serves the new weights
+            samplers.sync_from(learner.full_model(), run_dir / "policy_sync")  # every engine serves the new weights
             t4 = time.time()
             times = {"wait": t1 - t0, "learn": t3 - t2, "sync": t4 - t3, "step": t4 - t0}
             metrics = step_metrics(batch, learned, times, samplers.restarts) | rlhf
             metrics.update(signal.observe(step, batch, str(run_dir / "rollouts.jsonl")))
             if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or step == rl.steps or out_of_time()):
                 # before logging: a run killed in between re-logs this step from the checkpoint
-                save_state(run_dir / "checkpoints" / "rl_steps", step, model, tokenizer, optimizer,
-                           {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints)
+                save_state(run_dir / "checkpoints" / "rl_steps", step, learner.full_model(), tokenizer,
+                           learner.optimizer, {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints)
             tracker.log("rl", step, {**metrics, **level_pass_rates(batch), **verifier_metrics(batch),
                                      **batch.curriculum, **tool_use_metrics(batch)})
             log_rollouts(run_dir / "rollouts.jsonl", step, batch, rl.rollouts_logged_per_step)

@@ -7,7 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice import model as policy
-from rlpractice.learner import Sequence, place, use_bf16
+from rlpractice.learner import Sequence, place
+from rlpractice.learner_group import learner_bf16
 from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.textbook.problems import Problem
 from rlpractice.tools.runner import ToolRunner
@@ -35,6 +36,5 @@ def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, s
         model = policy.load(resume_from)[0]
     place(model, device)  # both ways the same attention implementation (bitwise-equal resumes)
     data = [worked_sequence(p, tokenizer, tools) for p in worked]
-    train_lm("sft", cfg.sft, model, tokenizer, data, tracker, seed, steps_dir, resume_from,
-             use_bf16(cfg.learner.bf16, model.device))
-    return model
+    return train_lm("sft", cfg.sft, model, tokenizer, data, tracker, seed, steps_dir, resume_from,
+                    learner_bf16(cfg.learner), cfg)
