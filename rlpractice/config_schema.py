@@ -354,7 +354,8 @@ class ToolsConfig:
     # The python tool's isolation (rlpractice/tools/sandbox.py): bwrap, unshare, or auto (the strongest that works)
     sandbox: Literal["auto", "bwrap", "unshare"] = "auto"
     max_result_chars: Positive = 512  # a longer output is cut in the middle before the model reads it
-    # Built-in textbook only: worked solutions show a calculator call at each arithmetic step ('4 * 4 = <<4*4>> 16.')
+    # Worked solutions show calculator calls: at each arithmetic step of the built-in textbook ('4 * 4 = <<4*4>> 16.'),
+    # and in place of GSM8K's annotations in a data file (answer_format=gsm8k: '<<16-3=13>>13' -> '<<16-3>> 13')
     textbook_calls: bool = False
     # Also evaluate after SFT and after RL with tools switched off (summary.json: *_pass_at_1_no_tools)
     eval_without_tools: bool = True

@@ -5,8 +5,8 @@
 
 Both ways every completion is `--tokens` ids long (end-of-text ignored), so both produce the same number of ids:
 plain sampling (`Samplers.sample`, what RL runs without tools) and tool rollouts (the same call with the
-run's `tools`: generation stops at each call, the calculator runs in the engine's tool threads, its result ids
-are appended and the sample continues as a new request over its cached prefix). The tool rollouts' ids are
+run's `tools`: generation stops at each call's end token, the calculator runs in the engine's process, its
+result ids are appended and the sample continues as a new request over its cached prefix). The tool rollouts' ids are
 partly the tools' (prefilled, not sampled); the headline ratio counts only the ids the engines sampled, the
 other figure every completion id. The runs alternate, `--repeats` times each, after one warm-up each; the
 median counts. Writes runs/bench/tools.json.

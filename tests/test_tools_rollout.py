@@ -87,9 +87,10 @@ def test_tool_rollout_appends_tool_ids_masks_them_and_trains(tmp_path):
             for a, b in runs(s.tool_mask):
                 assert all(x == 0.0 for x in s.sampler_logps[a:b])  # placeholders: never sampled
                 text = tok.decode(s.ids[a:b])
-                assert text.startswith(" [")
                 if b < len(s.ids):  # not cut by the length cap: a whole result, encoded on its own
-                    assert text.endswith("]") and encode_result(tok, text) == s.ids[a:b]
+                    assert text.startswith(" [") and text.endswith("]") and encode_result(tok, text) == s.ids[a:b]
+                else:  # cut by it, maybe to its first token (' ')
+                    assert text.startswith(" [") or " [".startswith(text), text
         m = tool_metrics(samples)
         assert m["tools/calls_per_completion"] > 1
         assert sum(s.tool_errors for s in samples) > 0  # boom's exception became its output
@@ -131,3 +132,38 @@ def test_math_tools_experiment_reports_pass_at_1_with_and_without_tools(tmp_path
     rl = [r for r in rows if r["stage"] == "rl"]
     assert len(rl) == 2 and all("tools/calls_per_completion" in r and "tools/seconds" in r for r in rl)
     assert [r["step"] for r in rows if r["stage"] == "eval_no_tools"] == [0, 2]
+
+
+def test_python_tool_runs_a_models_code_in_the_sandbox_inside_a_rollout(tmp_path):
+    """A tiny model taught one program by heart writes it; the rollout stops at '```output', the sandbox runs the
+    code, and its output (never in the training text) comes back as masked tool ids, then the model goes on."""
+    prompt, program = "Compute 6 times 7.", "\n```python\nprint(6 * 7 + 0)\n```\n```output"
+    tok = train_tokenizer([prompt + program] * 20 + build_textbook(0, 50, 10, 2, 2).exposition, 300)
+    model = policy.new_model(tok, 64, 2, 2, 128, 128, seed=0)
+    ids = torch.tensor([tok(prompt + program)["input_ids"] + [tok.eos_token_id]])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):  # memorise the one program (a second or two)
+        loss = model(input_ids=ids, labels=ids).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    policy.save(model, tok, tmp_path / "ckpt")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "+experiment=math", "+tools=python", "sampler.num_samplers=1", "sampler.max_new_tokens=48",
+            "sampler.engine.dtype=float32", "sampler.engine.enforce_eager=true", "model.max_seq_len=128"])
+    tools = {k: list(v) if k in ("names", "plugins") else v for k, v in dict(cfg.tools).items()}
+    samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
+    try:
+        [(_, chunk)] = list(samplers.sample([prompt], 4, temperature=0.0, logprobs=True, tools=tools))
+    finally:
+        samplers.shutdown()
+        ray.shutdown()
+    for c_ids, text, _, logps, stats in chunk["completions"]:
+        assert stats["calls"] == 1 and stats["errors"] == 0 and stats["timeouts"] == 0 and stats["tool_s"] > 0
+        assert text.startswith(program.lstrip("\n")) or text.startswith(program), text
+        [(a, b)] = runs(stats["tool_mask"])
+        assert tok.decode(c_ids[a:b]) == "\n42\n```\n"  # the sandbox's output, encoded on its own
+        assert c_ids[a:b] == encode_result(tok, "\n42\n```\n") and all(x == 0.0 for x in logps[a:b])
+        assert tok.decode(c_ids[:a]).endswith("```output")  # the call the model wrote, up to its stop string

@@ -1,6 +1,8 @@
 """Tool output in training data: the rollout's masks reach the learner, and SFT cuts worked solutions with calls
 into the same pieces a rollout appends (quick; the real engine's tool loop is in test_tools_rollout.py)."""
 
+import json
+
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -119,3 +121,40 @@ def test_make_runner_imports_a_users_tool_plugin_and_sets_up_the_sandbox(tmp_pat
         assert shout.text == "<output>HI</output>" and code.text == "\n42\n```\n"
     finally:
         runner.close()
+
+
+def test_gsm8k_annotations_in_a_users_jsonl_become_calls_sft_teaches(tmp_path, tokenizer, runner):
+    from rlpractice.textbook.sources import load_book
+
+    records = [{"question": "Janet has 16 eggs and eats 3. How many are left?",
+                "answer": "She has 16 - 3 = <<16-3=13>>13 eggs left.\n#### 13"},
+               {"question": "10 apples shared by 3. How many each?",  # the calculator writes '10/3', not '3.33'
+                "answer": "Each gets 10/3 = <<10/3=3.33>>3.33 apples.\n#### 3.33"},
+               {"question": "A held-out one: 2 + 2?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    data = ["data=jsonl", f"data.path={path}", f"data.heldout_path={path}"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        with_tools = load_book(compose("config", overrides=[*data, "+tools=calculator"]))
+        without = load_book(compose("config", overrides=data))
+    eggs, apples, _ = with_tools.worked
+    assert eggs.solution == " She has 16 - 3 = <<16-3>> 13 eggs left. Answer: 13"
+    assert apples.solution == " Each gets 10/3 = 3.33 apples. Answer: 3.33"  # no call the tool would answer otherwise
+    assert with_tools.exposition[0].endswith(eggs.solution)  # pretraining reads the calls too
+    assert without.worked[0].solution == " She has 16 - 3 = 13 eggs left. Answer: 13"
+    ids, mask = solution_ids(eggs.solution, tokenizer, runner)  # SFT: the result is the tool's, masked
+    assert [t for t, m in zip(ids, mask, strict=True) if m == 0] == encode_result(tokenizer, " 13")
+
+
+def test_calls_ending_in_punctuation_stop_on_token_ids_others_on_strings(tokenizer):
+    from rlpractice.tools.rollout import StopSettings
+
+    stops = StopSettings.of([">>", "```output"], tokenizer)
+    assert stops.strings == ["```output"]  # tokens starting with 't' could end it: found in decoded text instead
+    texts = {i: tokenizer.decode([i]) for i in stops.token_ids}
+    assert ">>" in texts.values() and ">" in texts.values()  # '>' then '>' ends a call too
+    assert all(">" in t for t in texts.values())
+    ending = [i for i in range(len(tokenizer)) if (t := tokenizer.decode([i])).startswith(">") or ">>" in t]
+    assert sorted(stops.token_ids) == ending
+    assert stops.at(sorted(stops.token_ids)[0]) and stops.at("```output") and not stops.at(None)
+    assert StopSettings.of([">>", "```output"], tokenizer) is stops  # the vocabulary is read once

@@ -5,7 +5,9 @@ Each record becomes a Problem: the question, the gold final answer (read out of 
 column that the verifier receives (as TRL passes dataset columns to its reward functions).
 
 Answer formats:
-  gsm8k   "She sells 16 - 3 = <<16-3=13>>13 eggs ...\\n#### 13"  -> answer "13", solution = the steps
+  gsm8k   "She sells 16 - 3 = <<16-3=13>>13 eggs ...\\n#### 13"  -> answer "13", solution = the steps, without
+          the calculator annotations, or (`calculator_calls`, a run with the calculator tool) with each one as
+          a call: "She sells 16 - 3 = <<16-3>> 13 eggs", so SFT teaches calls (rlpractice/tools/syntax.py)
   boxed   a MATH-style solution; the answer is its last \\boxed{...}, the solution the text itself
   plain   the field is the final answer as it is (no solution)
 
@@ -23,6 +25,8 @@ from pathlib import Path
 from rlpractice.errors import UserError
 from rlpractice.grading.mathparse import extract_answer
 from rlpractice.textbook.problems import Problem, format_solution
+from rlpractice.tools.registry import ToolError
+from rlpractice.tools.syntax import from_gsm8k
 
 ANSWER_FORMATS = ("gsm8k", "boxed", "plain")
 _CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: "<<16-3=13>>13" -> "13"
@@ -83,14 +87,16 @@ def _read_hf_disk(folder: Path, split: str) -> list[tuple[str, dict | None, str]
     return [(f"{folder}:row {i + 1}", row, "") for i, row in enumerate(rows)]
 
 
-def split_answer(text: str, answer_format: str) -> tuple[str | None, str]:
-    """(final answer or None, worked solution or '') out of an answer field."""
+def split_answer(text: str, answer_format: str, calculator_calls: bool = False) -> tuple[str | None, str]:
+    """(final answer or None, worked solution or '') out of an answer field. `calculator_calls`: GSM8K's
+    annotations become calculator calls, each one whose result the calculator writes the same way."""
     if answer_format == "gsm8k":
         steps, mark, final = text.rpartition("####")
         if not mark:
             return None, ""
         answer = final.strip().replace(",", "").rstrip(".")
-        steps = " ".join(_CALCULATOR.sub("", steps).split())
+        steps = " ".join((from_gsm8k(steps, calculator_output) if calculator_calls else _CALCULATOR.sub("", steps))
+                         .split())
         return (answer or None), (format_solution([steps], answer) if steps and answer else "")
     if answer_format == "boxed":
         answer = extract_answer(text) if "\\boxed{" in text else None
@@ -100,7 +106,18 @@ def split_answer(text: str, answer_format: str) -> tuple[str | None, str]:
     raise UserError(f"data.answer_format={answer_format!r}; choose one of {ANSWER_FORMATS}")
 
 
-def to_problem(record: dict, question_key: str, answer_key: str, answer_format: str, where: str = "") -> Problem:
+def calculator_output(expression: str) -> str | None:
+    """What the calculator tool answers to `expression`, or None when it refuses it."""
+    from rlpractice.tools.calculator import calculator
+
+    try:
+        return calculator(expression)
+    except ToolError:
+        return None
+
+
+def to_problem(record: dict, question_key: str, answer_key: str, answer_format: str, where: str = "",
+               calculator_calls: bool = False) -> Problem:
     """A Problem from one record; raises ValueError with the reason when it cannot be one."""
     for key in (question_key, answer_key):
         if key not in record:
@@ -108,7 +125,7 @@ def to_problem(record: dict, question_key: str, answer_key: str, answer_format: 
     question, raw = record[question_key], record[answer_key]
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"{question_key!r} is not a non-empty string")
-    answer, solution = split_answer(str(raw), answer_format)
+    answer, solution = split_answer(str(raw), answer_format, calculator_calls)
     if answer is None:
         raise ValueError(f"no final answer in {answer_key!r} for answer_format={answer_format!r}: {str(raw)[-80:]!r}")
     columns = {k: v for k, v in record.items() if k not in (question_key, answer_key)}
@@ -117,8 +134,10 @@ def to_problem(record: dict, question_key: str, answer_key: str, answer_format: 
 
 
 def load_problems(path: str | Path, question_key: str, answer_key: str, answer_format: str,
-                  skip_bad: bool = False, split: str = "train") -> tuple[list[Problem], list[BadRecord]]:
-    """Problems from a dataset file, and the records skipped (only with skip_bad)."""
+                  skip_bad: bool = False, split: str = "train",
+                  calculator_calls: bool = False) -> tuple[list[Problem], list[BadRecord]]:
+    """Problems from a dataset file, and the records skipped (only with skip_bad). `calculator_calls`: worked
+    solutions show GSM8K's annotations as calculator calls (`split_answer`)."""
     if answer_format not in ANSWER_FORMATS:
         raise UserError(f"data.answer_format={answer_format!r}; choose one of {ANSWER_FORMATS}")
     problems: list[Problem] = []
@@ -127,7 +146,7 @@ def load_problems(path: str | Path, question_key: str, answer_key: str, answer_f
         try:
             if record is None:
                 raise ValueError(error)
-            problems.append(to_problem(record, question_key, answer_key, answer_format, where))
+            problems.append(to_problem(record, question_key, answer_key, answer_format, where, calculator_calls))
         except ValueError as exc:
             if not skip_bad:
                 raise UserError(f"{where}: {exc}. Fix the record, or set data.skip_bad=true to skip and "

@@ -26,11 +26,13 @@ def load_book(cfg: DictConfig) -> Textbook:
         build = importlib.import_module(BUILTIN_TEXTBOOKS[tb.name]).build_textbook
         return build(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout, tuple(tb.levels),
                      tb.answer_only)
-    return _dataset_book(cfg.data, cfg.seed)
+    tools = cfg.get("tools")  # with the calculator, GSM8K's annotations become calls SFT teaches
+    return _dataset_book(cfg.data, cfg.seed, bool(tools and "calculator" in tools.names and tools.textbook_calls))
 
 
-def _load(d: DictConfig, path: str) -> list[Problem]:
-    problems, bad = load_problems(path, d.question_key, d.answer_key, d.answer_format, d.skip_bad, d.split)
+def _load(d: DictConfig, path: str, calculator_calls: bool = False) -> list[Problem]:
+    problems, bad = load_problems(path, d.question_key, d.answer_key, d.answer_format, d.skip_bad, d.split,
+                                  calculator_calls)
     report_skipped(path, [(b.where, b.reason) for b in bad])
     return problems
 
@@ -42,8 +44,8 @@ def report_skipped(path: str, bad: list[tuple[str, str]]) -> None:
         print(f"[data] skipped {len(bad)} record(s) of {path} (data.skip_bad=true):\n{shown}{more}", flush=True)
 
 
-def _dataset_book(d: DictConfig, seed: int) -> Textbook:
-    train = _load(d, d.path)
+def _dataset_book(d: DictConfig, seed: int, calculator_calls: bool = False) -> Textbook:
+    train = _load(d, d.path, calculator_calls)
     if d.heldout_path:
         heldout = _load(d, d.heldout_path)
     else:

@@ -54,7 +54,7 @@ def format_number(value: sympy.Expr) -> str:
     return text
 
 
-@tool("calculator", syntax=CALCULATOR)
+@tool("calculator", syntax=CALCULATOR, inline=True)  # bounded by the parser's caps
 def calculator(expression: str) -> str:
     """'26-16' -> '10', '1/3+1/6' -> '0.5', '2/3' -> '2/3'. Raises ToolError with a short reason."""
     expression = expression.strip()

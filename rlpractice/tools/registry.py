@@ -43,17 +43,20 @@ class Tool:
     syntax: Syntax
     timeout: float | None = DEFAULT_TIMEOUT  # None: the tool enforces its own limit (the sandbox does)
     prepare: Callable[[], object] | None = None  # run once before the first call; raises UserError to refuse
+    # Runs in the rollout's own thread, without a time limit: for quick functions of bounded cost (the calculator),
+    # where handing the call to a worker thread costs more than the call (scripts/bench_tools.py)
+    inline: bool = False
 
 
 _REGISTRY: dict[str, Tool] = {}
 
 
 def tool(name: str, syntax: Syntax | None = None, timeout: float | None = DEFAULT_TIMEOUT,
-         prepare: Callable[[], object] | None = None) -> Callable:
+         prepare: Callable[[], object] | None = None, inline: bool = False) -> Callable:
     """Decorator: register `fn` as the tool `name` (syntax: `tag_syntax(name)` unless given)."""
 
     def register(fn: Callable[[str], str]) -> Callable[[str], str]:
-        _REGISTRY[name] = Tool(name, fn, syntax or tag_syntax(name), timeout, prepare)
+        _REGISTRY[name] = Tool(name, fn, syntax or tag_syntax(name), timeout, prepare, inline)
         return fn
 
     return register

@@ -8,9 +8,11 @@ An asyncio rollout awaits `asyncio.wrap_future(runner.submit(call))`.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ class ToolRunner:
         self.stop_strings = stop_strings(self.syntaxes)
         self.max_result_chars = max_result_chars
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="tool")
+        self._deadlines = Deadlines()
 
     def parse(self, text: str) -> Call | None:
         return parse_call(text, self.syntaxes)
@@ -69,12 +72,12 @@ class ToolRunner:
             except Exception as exc:  # noqa: BLE001 - a tool's bug is the model's error message, not a crash
                 finish("", f"{type(exc).__name__}: {exc}", False)
 
+        if tool.inline:
+            work()
+            return done
         self._pool.submit(work)
         if tool.timeout is not None:  # a Python function cannot be stopped: its thread finishes on its own
-            timer = threading.Timer(tool.timeout, finish, ("", f"timeout: no answer within {tool.timeout:g} s", True))
-            timer.daemon = True
-            timer.start()
-            done.add_done_callback(lambda _: timer.cancel())
+            self._deadlines.add(start + tool.timeout, finish, "", f"timeout: no answer within {tool.timeout:g} s", True)
         return done
 
     def run(self, calls: Sequence[Call]) -> list[ToolResult]:
@@ -83,3 +86,39 @@ class ToolRunner:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._deadlines.close()
+
+
+class Deadlines:
+    """Calls `fn(*args)` at a monotonic time, from one thread for all calls (a timer thread per tool call costs
+    more than a calculator call; scripts/bench_tools.py). A call whose tool answered first finds its Future done
+    and does nothing."""
+
+    def __init__(self):
+        self._heap: list[tuple[float, int, Callable, tuple]] = []
+        self._order = itertools.count()  # ties: first added, first called (functions do not compare)
+        self._wake = threading.Condition()
+        self._closed = False
+        threading.Thread(target=self._loop, name="tool-deadlines", daemon=True).start()
+
+    def add(self, when: float, fn: Callable, *args) -> None:
+        with self._wake:
+            seq = next(self._order)
+            heapq.heappush(self._heap, (when, seq, fn, args))
+            if self._heap[0][1] == seq:  # the earliest now: the loop must sleep less
+                self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._wake.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._closed:
+                    return
+                _, _, fn, args = heapq.heappop(self._heap)
+            fn(*args)

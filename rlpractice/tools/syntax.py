@@ -28,7 +28,7 @@ result text encoded on its own. Two consequences:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 MAX_SPILL = 16  # characters after a stop string that can still be the rest of its last token
@@ -123,14 +123,19 @@ def format_result(syntax: Syntax, output: str, error: str | None = None, max_cha
 _GSM8K_CALL = re.compile(r"<<([^<>=]*)=([^<>]*)>>(\s?)")
 
 
-def from_gsm8k(text: str) -> str:
+def from_gsm8k(text: str, tool_output: Callable[[str], str | None] | None = None) -> str:
     """GSM8K's annotations in this syntax: '= <<16-3=13>>13 eggs' -> '= <<16-3>> 13 eggs'.
 
     The model's later text (the '13' after the annotation) is where GSM8K repeats the result; it becomes
-    the calculator's output, so a solution reads the same with the tool's result in place."""
+    the calculator's output, so a solution reads the same with the tool's result in place. With `tool_output`
+    (an expression's result as the calculator writes it, None when it fails), an annotation whose result the
+    calculator would write otherwise ('<<10/3=3.33>>': '10/3') is dropped instead: SFT must not teach the
+    model to expect ids the tool never gives."""
 
     def call(m: re.Match) -> str:
         expr, result = m.group(1).strip(), m.group(2).strip()
+        if tool_output is not None and tool_output(expr) != result:
+            return m.group(3)  # GSM8K's own text stays, without the annotation
         rest = m.string[m.end() :]
         if rest.startswith(result):  # '<<16-3=13>>13' -> '<<16-3>> 13': the repeat is the result
             return f"<<{expr}>> "
