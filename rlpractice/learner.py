@@ -5,19 +5,26 @@ A *sequence* here is (token_ids, loss_mask): loss_mask[i] = 1 when token i is a 
 (every token in pretraining, solution tokens in SFT, completion tokens in RL).
 
 In RL a group's samples all continue the same prompt. With `share_prompts` the learner runs each
-distinct prompt through the model once per micro-batch and lets its samples' completions attend to
-that prompt's keys and values (the KV cache, differentiable), instead of recomputing the prompt for
-every sample: the same log-probs and gradients for about half the tokens here.
+distinct prompt through the model once per step (or per micro-batch, when a step's prompts would not fit
+one micro-batch's budget) and lets its samples' completions attend to that prompt's keys and values (the
+KV cache, differentiable), instead of recomputing the prompt for every sample: the same log-probs and
+gradients for about half the tokens here.
+
+On a CPU in fp32 the linear layers' products run through oneDNN rather than the BLAS torch calls for a
+matmul (`_OneDNNLinear`): the same fp32 arithmetic, ~2x the speed on the default model's shapes on an AMD
+CPU, where MKL keeps to its AVX2 kernels (scripts/bench_learner.py --mode default measures both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 from transformers import DynamicCache
 
 from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
@@ -67,22 +74,101 @@ def autocast(device: torch.device | str, bf16: bool):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
 
-def microbatches(lengths: list[int], token_budget: int) -> list[list[int]]:
+@functools.cache
+def _onednn() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and callable(torch.ops.mkldnn._linear_pointwise)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _dense_product(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
+    """a @ b_t.T through oneDNN; `a` must be contiguous, `b_t` may be a transposed view."""
+    return torch.ops.mkldnn._linear_pointwise(a, b_t, None, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """F.linear in fp32 with the forward and both backward products run by oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x = x.contiguous()
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        dy = dy.contiguous()
+        x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+        dx = _dense_product(dy, weight.t()) if ctx.needs_input_grad[0] else None
+        dw = None
+        if ctx.needs_input_grad[1]:  # dy^T x; oneDNN's first operand must be dense: transpose the narrower one
+            if x2.shape[1] <= dy2.shape[1]:
+                dw = _dense_product(x2.t().contiguous(), dy2.t()).t()
+            else:
+                dw = _dense_product(dy2.t().contiguous(), x2.t())
+        db = dy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+class _OneDNNLinears(TorchFunctionMode):
+    """Inside it, every fp32 CPU F.linear on plain tensors is a `_OneDNNLinear` (anything else runs as it was)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.linear and len(args) >= 2:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            plain = all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in (x, weight, bias) if t is not None)
+            if (plain and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu"
+                    and weight.is_contiguous() and not torch.is_autocast_enabled("cpu")):
+                return _OneDNNLinear.apply(x, weight, bias)
+        return func(*args, **kwargs)
+
+
+def _precision(device: torch.device | str, bf16: bool):
+    """The learner forward's context: bf16 autocast (`autocast`), or in fp32 on a CPU the linear layers
+    through oneDNN (nothing changes where oneDNN is missing)."""
+    if not bf16 and torch.device(device).type == "cpu" and _onednn():
+        return _OneDNNLinears()
+    return autocast(device, bf16) if bf16 else contextlib.nullcontext()
+
+
+MICRO_BATCH_COST = 256  # a micro-batch's fixed work, in padded tokens of the default model (bench_learner.py)
+
+
+def microbatches(lengths: list[int], token_budget: int, batch_cost: int = MICRO_BATCH_COST) -> list[list[int]]:
     """Indices grouped so each micro-batch's padded size (rows x longest) stays within the budget.
 
-    Sorting by length first keeps padding small; a single sequence longer than the budget still
-    gets a micro-batch of its own. Memory is bounded by the budget, not by the group size.
+    Sorted by length, the sequences fall into runs of one length; a micro-batch takes consecutive runs, padded
+    to its longest, and the cut points minimise padded tokens plus `batch_cost` per micro-batch (filling each
+    micro-batch up to the budget instead padded the default RL batch by a quarter). A single sequence longer
+    than the budget still gets a micro-batch of its own. Memory is bounded by the budget, not by the group size.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
+    runs: list[list[int]] = []
     for i in order:
-        if current and (len(current) + 1) * lengths[i] > token_budget:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
+        if runs and lengths[runs[-1][0]] == lengths[i]:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    rows = [max(1, token_budget // max(lengths[run[0]], 1)) for run in runs]  # rows that fit, padded to this run
+    best, cut = [0.0] + [float("inf")] * len(runs), [0] * (len(runs) + 1)  # least cost of runs[:b], its last cut
+    for b in range(1, len(runs) + 1):
+        count = 0
+        for a in range(b - 1, -1, -1):
+            count += len(runs[a])
+            cost = best[a] + count * lengths[runs[b - 1][0]] + batch_cost * -(-count // rows[b - 1])
+            if cost < best[b]:
+                best[b], cut[b] = cost, a
+    batches: list[list[int]] = []
+    b = len(runs)
+    while b:
+        members = [i for run in runs[cut[b] : b] for i in run]
+        batches[:0] = [members[k : k + rows[b - 1]] for k in range(0, len(members), rows[b - 1])]
+        b = cut[b]
     return batches
 
 
@@ -105,7 +191,7 @@ def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, with_entropy: b
     """log p(token_t | tokens_<t) for t = 1..T-1, shape [B, T-1] (and, if asked, the entropy of each of
     those next-token distributions, same shape; differentiable only with `entropy_grad`). `bf16`: the
     forward in bf16 autocast."""
-    with autocast(ids.device, bf16):
+    with _precision(ids.device, bf16):
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
     return logp_and_entropy(logits, ids[:, 1:], with_entropy, entropy_grad)
 
@@ -128,24 +214,68 @@ def prompt_length(s: Sequence) -> int:
     return s.loss_mask.index(1) if 1 in s.loss_mask else len(s.ids)
 
 
+class PromptKV:
+    """Distinct prompts run through the model once: each layer's keys and values of them (the KV cache), and
+    the logits at each prompt's last token (they predict its completions' first token).
+
+    `detach`: the completions attend to detached copies, which gather the gradients of every micro-batch,
+    and `backward()` takes their sum through the prompt forward once, after the last micro-batch: a step
+    computes each prompt once rather than once per micro-batch, for the same gradient."""
+
+    def __init__(self, model, prompts: list[tuple[int, ...]], pad_id: int, device: torch.device | str,
+                 bf16: bool = False, detach: bool = False):
+        self.row = {p: i for i, p in enumerate(prompts)}
+        self.width = max(map(len, prompts))
+        ids = torch.full((len(prompts), self.width), pad_id, dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, : len(p)] = torch.tensor(p)
+        # the lm_head only at positions that end a prompt: no other prompt logit is used
+        keep, column = torch.unique(torch.tensor([len(p) - 1 for p in prompts]), return_inverse=True)
+        with _precision(device, bf16):
+            # right-padded prompts need no mask: causal attention keeps real tokens off the pads after them
+            out = model(input_ids=ids.to(device), use_cache=True, past_key_values=DynamicCache(),
+                        logits_to_keep=keep.to(device))
+        self.outputs = [out.logits[torch.arange(len(prompts), device=device), column.to(device)]]
+        for layer in out.past_key_values.layers:
+            self.outputs += [layer.keys, layer.values]
+        self.inputs = [t.detach().requires_grad_(t.requires_grad) for t in self.outputs] if detach else self.outputs
+
+    def select(self, rows: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
+        """A KV cache with one row per sequence (prompt `rows[i]`'s) and those prompts' last-token logits.
+        Picked by a one-hot product (exact: one 1, zeros elsewhere): its backward, which sums each prompt's
+        rows, is a small matmul, several times faster here than indexing's scatter-add."""
+        one_hot = F.one_hot(rows, len(self.row))
+        picked = [(one_hot.to(t.dtype) @ t.flatten(1)).view(len(rows), *t.shape[1:]) for t in self.inputs]
+        cache = DynamicCache()
+        for layer in range(len(picked) // 2):
+            cache.update(picked[1 + 2 * layer], picked[2 + 2 * layer], layer)
+        return cache, picked[0]
+
+    def backward(self) -> None:
+        """With `detach`: the micro-batches' gradients on the copies, through the prompt forward."""
+        pairs = [(out, inp.grad) for out, inp in zip(self.outputs, self.inputs, strict=True)
+                 if inp is not out and inp.grad is not None]
+        if pairs:
+            torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
+
+
 def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: torch.device | str,
-                           with_entropy: bool = False, entropy_grad: bool = False, bf16: bool = False):
+                           with_entropy: bool = False, entropy_grad: bool = False, bf16: bool = False,
+                           prompts: PromptKV | None = None):
     """`token_logprobs` of a micro-batch, laid out exactly like `collate`'s [B, T-1], computed with each
-    distinct prompt run once: a forward over the prompts fills a KV cache, whose rows are then repeated
-    for every sequence continuing that prompt, and a second forward runs only the completions on top.
+    distinct prompt run once: a forward over the prompts fills a KV cache (`PromptKV`), whose rows are then
+    repeated for every sequence continuing that prompt, and a second forward runs only the completions on top.
     Gradients flow through the cache into the prompt forward, so the update is the one `collate` gives.
+    `prompts`: the step's prompts, run already (`step_prompts`); None: this micro-batch's prompts are run here.
     Every sequence needs a prompt of at least one token (its first target must have a context)."""
     starts = [prompt_length(s) for s in seqs]
     if min(starts) < 1:
         raise ValueError("shared_prompt_logprobs: a sequence's first token is a target; it has no prompt to share")
-    prompt_row: dict[tuple[int, ...], int] = {}
-    owner = [prompt_row.setdefault(tuple(s.ids[:p]), len(prompt_row)) for s, p in zip(seqs, starts, strict=True)]
-    prompts = list(prompt_row)
-    prompt_width, comp_lens = max(map(len, prompts)), [len(s.ids) - p for s, p in zip(seqs, starts, strict=True)]
+    keys = [tuple(s.ids[:p]) for s, p in zip(seqs, starts, strict=True)]
+    if prompts is None:
+        prompts = PromptKV(model, list(dict.fromkeys(keys)), pad_id, device, bf16)
+    prompt_width, comp_lens = prompts.width, [len(s.ids) - p for s, p in zip(seqs, starts, strict=True)]
     comp_width = max(comp_lens)
-    prompt_ids = torch.full((len(prompts), prompt_width), pad_id, dtype=torch.long)
-    for row, p in enumerate(prompts):
-        prompt_ids[row, : len(p)] = torch.tensor(p)
     comp_ids = torch.full((len(seqs), comp_width), pad_id, dtype=torch.long)
     # keys a completion may see: its own prompt (not the pads after it), then its own tokens
     attn = torch.zeros((len(seqs), prompt_width + comp_width), dtype=torch.long)
@@ -153,18 +283,14 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
         comp_ids[row, : comp_lens[row]] = torch.tensor(s.ids[start:])
         attn[row, : start] = 1
         attn[row, prompt_width : prompt_width + comp_lens[row]] = 1
-    rows, start_col = torch.tensor(owner, device=device), torch.tensor(starts).unsqueeze(1)
-    with autocast(device, bf16):
-        # right-padded prompts need no mask: causal attention keeps real tokens off the pads after them
-        first = model(input_ids=prompt_ids.to(device), use_cache=True, past_key_values=DynamicCache())
-        last = first.logits[torch.arange(len(prompts)), torch.tensor([len(p) for p in prompts]) - 1]
-        cache = first.past_key_values
-        cache.batch_select_indices(rows)  # one cache row per sequence (differentiable indexing)
+    rows, start_col = torch.tensor([prompts.row[k] for k in keys], device=device), torch.tensor(starts).unsqueeze(1)
+    cache, last = prompts.select(rows)  # one cache row per sequence (differentiable)
+    with _precision(device, bf16):
         positions = start_col + torch.arange(comp_width)
         rest = model(input_ids=comp_ids.to(device), attention_mask=attn.to(device),
                      position_ids=positions.to(device), past_key_values=cache, use_cache=True)
         # logits predicting completion token k: the prompt's last position for k = 0, else completion k-1
-        logits = torch.cat([last[rows].unsqueeze(1), rest.logits[:, :-1]], dim=1)
+        logits = torch.cat([last.unsqueeze(1), rest.logits[:, :-1]], dim=1)
     comp = logp_and_entropy(logits, comp_ids.to(device), with_entropy, entropy_grad)
     comp_logp, comp_entropy = comp if with_entropy else (comp, None)
     # back to collate's layout: position t predicts token t+1, so completion token k sits at start - 1 + k
@@ -178,12 +304,25 @@ def shared_prompt_logprobs(model, seqs: list[Sequence], pad_id: int, device: tor
     return logp, comp_entropy.gather(1, index) * valid
 
 
+def step_prompts(model, seqs: list[Sequence], pad_id: int, device, token_budget: int, micro_batches: int,
+                 bf16: bool = False) -> PromptKV | None:
+    """A step's distinct prompts run once for all its micro-batches (`PromptKV`, gradients gathered while
+    grad is on), when there are several micro-batches, the prompts fit one micro-batch's budget and one
+    process learns; None: each micro-batch runs its own prompts."""
+    if micro_batches < 2 or (dist.is_available() and dist.is_initialized()):
+        return None
+    prompts = list(dict.fromkeys(tuple(s.ids[: prompt_length(s)]) for s in seqs))
+    if min(map(len, prompts)) < 1 or len(prompts) * max(map(len, prompts)) > token_budget:
+        return None
+    return PromptKV(model, prompts, pad_id, device, bf16, detach=torch.is_grad_enabled())
+
+
 def _forward(model, batch: list[Sequence], pad_id: int, device, share_prompts: bool, with_entropy: bool = False,
-             entropy_grad: bool = False, bf16: bool = False):
+             entropy_grad: bool = False, bf16: bool = False, prompts: PromptKV | None = None):
     """(log-probs[, entropy], target mask) of one micro-batch, by either path (same values)."""
     ids, attn, target = collate(batch, pad_id, device)
     if share_prompts:
-        return shared_prompt_logprobs(model, batch, pad_id, device, with_entropy, entropy_grad, bf16), target
+        return shared_prompt_logprobs(model, batch, pad_id, device, with_entropy, entropy_grad, bf16, prompts), target
     return token_logprobs(model, ids, attn, with_entropy, entropy_grad, bf16), target
 
 
@@ -239,11 +378,14 @@ def sequence_logprobs(model, seqs: list[Sequence], pad_id: int, token_budget: in
     model.eval()
     device = model.device
     out: list[torch.Tensor | None] = [None] * len(seqs)
-    for idx in even_out(_microbatches(seqs, token_budget, share_prompts), device):
+    batches = _microbatches(seqs, token_budget, share_prompts)
+    prompts = step_prompts(model, seqs, pad_id, device, token_budget, len(batches), bf16) if share_prompts else None
+    for idx in even_out(batches, device):
         if not idx:
             idle_pass(model, pad_id, device, share_prompts, backward=False)
             continue
-        lp = _forward(model, [seqs[i] for i in idx], pad_id, device, share_prompts, bf16=bf16)[0].cpu()
+        lp = _forward(model, [seqs[i] for i in idx], pad_id, device, share_prompts, bf16=bf16, prompts=prompts)[0]
+        lp = lp.cpu()
         for row, i in enumerate(idx):
             out[i] = lp[row, : len(seqs[i].ids) - 1]
     return out  # type: ignore[return-value]
@@ -261,7 +403,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     None: `seqs` is the whole batch.
     `old_logps`: the sampling policy's log-probs (None: the samples are fresh, the ratio is 1 at the start).
     `ref_logps`: a frozen reference policy's log-probs, for the KL term (`loss.kl_coef`).
-    `share_prompts` computes each distinct prompt once per micro-batch (`shared_prompt_logprobs`);
+    `share_prompts` computes each distinct prompt once per step or micro-batch (`shared_prompt_logprobs`);
     `bf16` runs the forward in bf16 autocast (`use_bf16`).
     """
     num_sequences = len(seqs) if num_sequences is None else num_sequences
@@ -272,13 +414,16 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     kl_fn = {"k1": kl_k1, "k3": kl_k3}[loss.kl_estimator]
     loss_sum, clipped, counted, entropy_sum, kl_sum = 0.0, 0.0, 0.0, 0.0, 0.0
     mismatch_sum, mismatch_count = 0.0, 0
-    for idx in even_out(_microbatches(seqs, loss.token_budget, share_prompts), device):
+    batches = _microbatches(seqs, loss.token_budget, share_prompts)
+    prompts = step_prompts(model, seqs, pad_id, device, loss.token_budget, len(batches), bf16) if share_prompts \
+        else None
+    for idx in even_out(batches, device):
         if not idx:
             idle_pass(model, pad_id, device, share_prompts, backward=True)
             continue
         batch = [seqs[i] for i in idx]
         (logp, entropy), target = _forward(model, batch, pad_id, device, share_prompts, with_entropy=True,
-                                           entropy_grad=loss.entropy_coef > 0, bf16=bf16)
+                                           entropy_grad=loss.entropy_coef > 0, bf16=bf16, prompts=prompts)
         old = logp.detach() if old_logps is None else _padded(old_logps, idx, logp)
         adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)
         token_logp = logp
@@ -304,6 +449,8 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
                 sampled = torch.tensor(s.loss_mask[len(s.ids) - n :], device=device)  # tools' output ids: 0
                 mismatch_sum += ((mine - torch.tensor(s.sampler_logps, device=device)).abs() * sampled).sum().item()
                 mismatch_count += int(sampled.sum().item())
+    if prompts is not None:
+        prompts.backward()
     grad_norm = clip_grad_norm(model, loss.grad_clip)
     optimizer.step()
     out = {"loss": loss_sum, "clip_ratio": clipped / max(counted, 1.0), "grad_norm": grad_norm,

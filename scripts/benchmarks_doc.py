@@ -121,6 +121,12 @@ LEARNER_RATIOS = {"bf16_over_fp32_rl_shared": "RL, bf16 over fp32",
 
 
 def learner(r: dict) -> Table:
+    if r.get("mode") == "default":  # bench_learner.py --mode default: old vs new learner on the default update
+        return (["new / old learner (speed)", "old (s)", "new (s)", "torch.matmul roofline (GFLOP/s)",
+                 "oneDNN matmul (GFLOP/s)", "achieved, old / new (GFLOP/s)", "largest gradient gap"],
+                [[ratio(r["speedup_new_over_old"]), num(r["step_s_old"]), num(r["step_s_new"]),
+                  num(r["matmul_roofline_gflops"], 0), num(r["onednn_matmul_gflops"], 0),
+                  f"{r['achieved_gflops_old']:.0f} / {r['achieved_gflops_new']:.0f}", f"{r['max_gradient_gap']:.0e}"]])
     names = sorted({k for size in r["sizes"].values() for k in size["settings"]})
     ratios = [k for k in LEARNER_RATIOS if any(k in size["ratios"] for size in r["sizes"].values())]
     head = ["model", *(f"{LEARNER_RATIOS[k]} (speed)" for k in ratios),
@@ -137,6 +143,12 @@ def learner(r: dict) -> Table:
 
 def learner_extra(r: dict) -> list[str]:
     a = r["args"]
+    if r.get("mode") == "default":
+        share = {k: f"{v:.0%}" for k, v in r["profile"]["new"]["fraction"].items()}
+        return [f"The default RL update ({r['sequences']} learned sequences) by the learner of commit {a['baseline']} "
+                f"and the current one, {a['repeats']} back-to-back pairs, {r['threads']} threads; load average "
+                f"{r['load_average_before_after'][0]:.1f} before, {r['load_average_before_after'][1]:.1f} after. "
+                f"Where the new update's time goes: {', '.join(f'{k} {v}' for k, v in share.items())}."]
     return [f"One RL update and one SFT step on {a['prompts'] * a['group']} random samples ({a['prompts']} prompts x "
             f"{a['group']}, prompt {a['prompt_len']} tokens, completions {a['completion_len'] // 2}-"
             f"{a['completion_len']}, token budget {a['token_budget']}), median of {a['repeats']}; device "
@@ -194,6 +206,14 @@ def tools(r: dict) -> Table:
               f"{r['tool_calls_per_completion']:.1f}"]])
 
 
+def learner_ranks(r: dict) -> Table:
+    return (["ranks / one process (step time)", "one process", f"{r['ranks']} ranks", "gather full weights",
+             "largest weight gap after a step", "batch"],
+            [[ratio(r["ratio_ranks_over_one"]), seconds(r["step_one_process_s"]), seconds(r["step_ranks_s"]),
+              seconds(r["gather_full_weights_s"]), f"{r['max_weight_gap_after_one_step']:.1e}",
+              f"{r['sequences']:,} sequences, {r['tokens']:,} tokens"]])
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[str]] | None]] = {
     "bench_sampling.py": ("Sampling throughput: rlpractice's Ray sampler actors vs the same vLLM engines without Ray "
                           "and HF `generate` (TRL's generation without vLLM), same model, prompts and settings",
@@ -204,6 +224,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[st
                         "docstring)", vs_trl, vs_trl_extra),
     "bench_learner.py": ("The learner alone: one RL update and one SFT step per model size, precision and forward "
                          "path", learner, learner_extra),
+    "bench_learner_ranks.py": ("The learner on N ranks (FSDP2 over gloo, Ray actors) vs one process on the same "
+                               "RL batch and the same cores", learner_ranks, None),
     "bench_weight_sync.py": ("One weight sync into a receiving process on the same GPU: a checkpoint through the disk "
                              "vs CUDA IPC handles (the transport, without vLLM's load_weights)", weight_sync, None),
     "bench_verifiers.py": ("rlpractice's math verifier vs Math-Verify on tests/verifier_corpus.jsonl, one process "

@@ -310,3 +310,72 @@ def test_out_of_gpu_memory_in_a_step_names_the_token_budget(monkeypatch):
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     with pytest.raises(UserError, match="out of GPU memory in lm_step: lower the padded tokens per micro-batch"):
         lm_step(model, opt, [Sequence([1, 5, 6], [1, 1, 1])], tok.pad_token_id, 1000, 1.0)
+
+
+def _pg_step(seqs, budget: int, share: bool):
+    """Gradient and metrics of one clipped-surrogate step (with KL and entropy terms) from a fresh tiny model."""
+    from rlpractice.learner import sequence_logprobs
+
+    model, tok = _tiny()
+    ref = sequence_logprobs(model, seqs, tok.pad_token_id, budget, share_prompts=share)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    out = policy_gradient_step(model, opt, seqs, None,
+            LossSettings(token_budget=budget, grad_clip=1e9, eps_low=0.2, eps_high=0.2, aggregation="token_mean",
+                         max_tokens=8, kl_coef=0.1, entropy_coef=0.01),
+            pad_id=tok.pad_token_id, ref_logps=ref, share_prompts=share)
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]), out
+
+
+def test_prompts_run_once_per_step_give_the_gradient_of_prompts_run_per_micro_batch(monkeypatch):
+    """A budget of 20 splits the samples into several micro-batches while the three prompts (18 padded tokens)
+    fit one: the step runs them once and takes their gradient after the last micro-batch."""
+    from rlpractice import learner
+
+    seqs = _groups_of_samples()
+    assert len(learner._microbatches(seqs, 20, True)) > 1
+    runs = []
+    real = learner.step_prompts
+    monkeypatch.setattr(learner, "step_prompts", lambda *a, **k: runs.append(real(*a, **k)) or runs[-1])
+    once = _pg_step(seqs, 20, share=True)
+    assert runs and all(isinstance(r, learner.PromptKV) for r in runs)  # the ref log-probs and the step
+    monkeypatch.setattr(learner, "step_prompts", lambda *a, **k: None)
+    per_micro_batch = _pg_step(seqs, 20, share=True)
+    collated = _pg_step(seqs, 20, share=False)
+    assert once[0].abs().sum() > 0
+    for other in (per_micro_batch, collated):
+        assert torch.allclose(once[0], other[0], atol=1e-6, rtol=1e-4)
+        for key in ("loss", "entropy", "kl", "grad_norm"):
+            assert once[1][key] == pytest.approx(other[1][key], rel=1e-4, abs=1e-6), key
+
+
+def test_onednn_linear_layers_give_the_gradient_of_torch_linear(monkeypatch):
+    """On a CPU in fp32 the learner's linear layers run through oneDNN: the same gradient within fp32 rounding."""
+    from rlpractice import learner
+
+    if not learner._onednn():
+        pytest.skip("this torch has no oneDNN")
+    seqs = _groups_of_samples()
+    calls = []
+    real = learner._OneDNNLinear.apply
+    monkeypatch.setattr(learner._OneDNNLinear, "apply", lambda *a: calls.append(1) or real(*a))
+    onednn = _pg_step(seqs, 20, share=True)
+    assert calls  # the oneDNN path really ran
+    monkeypatch.setattr(learner, "_onednn", lambda: False)
+    plain = _pg_step(seqs, 20, share=True)
+    assert torch.allclose(onednn[0], plain[0], atol=1e-5, rtol=1e-4)
+    assert onednn[1]["loss"] == pytest.approx(plain[1]["loss"], rel=1e-4, abs=1e-6)
+
+
+def test_microbatches_pad_less_than_filling_each_up_to_the_budget():
+    lengths = list(range(4, 57)) * 8  # as the default run's completions
+    batches = microbatches(lengths, token_budget=2048)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 2048 for b in batches)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    greedy, rows, width = 0, 0, 0  # sorted, each micro-batch filled up to the budget
+    for n in sorted(lengths):
+        if rows and (rows + 1) * n > 2048:
+            greedy, rows = greedy + rows * width, 0
+        rows, width = rows + 1, n
+    greedy += rows * width
+    assert padded < greedy
