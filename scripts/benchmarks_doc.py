@@ -214,6 +214,17 @@ def learner_ranks(r: dict) -> Table:
               f"{r['sequences']:,} sequences, {r['tokens']:,} tokens"]])
 
 
+def experiment(r: dict) -> Table:
+    head = ["experiment", "held-out pass@1 after SFT", "after RL", "RL steps", "wall time"]
+    row = [f"`+experiment={r['experiment']}`", f"{r['sft_pass_at_1']:.3f}", f"**{r['rl_pass_at_1']:.3f}**",
+           str(r["rl_steps"]), f"{r['wall_seconds'] / 60:.1f} min"]
+    if "rl_pass_at_1_no_tools" in r:
+        head += ["tools off: after SFT", "after RL", "correct answers that used a tool"]
+        row += [f"{r['sft_pass_at_1_no_tools']:.3f}", f"{r['rl_pass_at_1_no_tools']:.3f}",
+                f"{r.get('rl_tools/correct_with_tool', 0):.0%}"]
+    return head, [row]
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[str]] | None]] = {
     "bench_sampling.py": ("Sampling throughput: rlpractice's Ray sampler actors vs the same vLLM engines without Ray "
                           "and HF `generate` (TRL's generation without vLLM), same model, prompts and settings",
@@ -236,6 +247,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[st
                              gpu_check, None),
     "bench_reward_model.py": ("The reward model on the built-in preference pairs: held-out pair accuracy by kind of "
                               "rejected solution, and batch scoring speed", reward_model, None),
+    "bench_experiment.py": ("A whole experiment as a user runs it (held-out pass@1 at temperature 1, 8 samples per "
+                            "problem)", experiment, None),
     "bench_tools.py": ("Tool rollouts (calculator, stop-run-continue in the engines) vs plain sampling, same engines, "
                        "prompts and number of generated tokens", tools, None),
 }
