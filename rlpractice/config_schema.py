@@ -270,6 +270,8 @@ class AlgoConfig:
 
     name: Literal["grpo"] = MISSING  # the update rule: grpo (policy gradient); algo=rft chooses rft
     lr: NonNegative = MISSING  # AdamW learning rate
+    # constant, or cosine: from lr down to 0 over rl.steps (the policy settles instead of moving as much at the end)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: NonNegative = MISSING
     grad_clip: NonNegative = MISSING  # max gradient norm per optimiser step
     advantage: Literal["grpo", "rloo"] = MISSING  # grpo: group mean baseline; rloo: leave-one-out mean baseline

@@ -93,6 +93,11 @@ class LocalLearner:
     def lr(self) -> float:
         return self.schedule.get_last_lr()[0]
 
+    def schedule_step(self) -> None:
+        """A step of the learning-rate schedule (RL: once per RL step, whatever its optimizer steps)."""
+        if self.schedule is not None:
+            self.schedule.step()
+
     def full_model(self):
         """The policy with its current weights, for the engines and for checkpoints."""
         return self.model
@@ -203,6 +208,10 @@ class LearnerGroup:
     def lr(self) -> float:
         return ray.get(self.ranks[0].lr.remote())
 
+    def schedule_step(self) -> None:
+        if self.schedule is not None:
+            self._all("schedule_step")
+
     def full_model(self):
         if self.stale:
             self.model.load_state_dict(self._all("model_state")[0])
@@ -310,6 +319,9 @@ class LearnerRank:
 
     def lr(self) -> float:
         return self.schedule.get_last_lr()[0]
+
+    def schedule_step(self) -> None:
+        self.schedule.step()
 
     def model_state(self) -> dict | None:
         """The full weights, on rank 0 (every rank must call: the shards are gathered)."""

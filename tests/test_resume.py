@@ -47,7 +47,7 @@ def test_sigkill_during_rl_then_resume(tmp_path, tiny_args, ranks):
     # with the curriculum on, its per-problem statistics are part of what must survive the kill
     args = [*tiny_args, "rl.steps=5", "rl.eval_every=0", "rl.curriculum=true", f"hydra.run.dir={run_dir}"]
     if ranks > 1:
-        args += [f"learner.num_workers={ranks}", "cluster.num_cpus=4"]
+        args += [f"learner.num_workers={ranks}", "cluster.num_cpus=4", "algo.lr_schedule=cosine"]  # its state too
     metrics = run_dir / "metrics.jsonl"
     kill_once_logged(args, metrics, "rl", 2)
     before = metrics.read_text()
@@ -64,6 +64,9 @@ def test_sigkill_during_rl_then_resume(tmp_path, tiny_args, ranks):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "[rl] resuming after step" in resumed.stdout
     assert ("[learner] 2 ranks ready (FSDP2 over gloo" in resumed.stdout) == (ranks == 2)
+    if ranks == 2:  # the cosine schedule continued where it was: it reaches 0 at the last step, each step once
+        lrs = [r["lr"] for r in rows(metrics) if r["stage"] == "rl"]
+        assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and all(a > b for a, b in zip(lrs[:-1], lrs[1:], strict=True))
     assert metrics.read_text().startswith(before)  # appended, never rewritten
     rl_steps = [r["step"] for r in rows(metrics) if r["stage"] == "rl"]
     assert rl_steps == [1, 2, 3, 4, 5]

@@ -58,13 +58,14 @@ def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers:
 def _run(cfg: DictConfig, learner, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
          tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int, resume_from: Path | None) -> int:
     rl = cfg.rl
-    learner.start(lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay, betas=(0.9, 0.99))
+    learner.start(lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay, betas=(0.9, 0.99),
+                  total_steps=rl.steps if cfg.algo.get("lr_schedule") == "cosine" else 0)
     update = make_update(cfg, learner, tokenizer.pad_token_id, run_dir, learner_bf16(cfg.learner))
     # reward.model (None: the verifier); it measures KL on the trainer's copy of the policy
     reward_model = RewardModelReward.from_config(cfg, learner.full_model(), tokenizer, run_dir)
     order = PracticeOrder(practice, seed, curriculum=rl.curriculum)
     signal = LearningSignal(rl.warn_without_signal, rl.stop_without_signal)
-    first = 1 if resume_from is None else resume(resume_from, learner.optimizer, order, tracker) + 1
+    first = 1 if resume_from is None else resume(resume_from, learner, order, tracker) + 1
     if rl.max_staleness > 0 and isinstance(learner, LocalLearner) and learner.model.device.type == "cpu":
         learn_beside_engines(samplers.cores_left_here())
     batches = Prefetcher(lambda step: draw(samplers, pool, order, cfg, step), first, rl.steps, rl.max_staleness)
@@ -85,16 +86,20 @@ def _run(cfg: DictConfig, learner, tokenizer, practice: list[Problem], samplers:
             rlhf = reward_model(batch) if reward_model else {}  # its scores become the reward; proxy, gold, KL
             t2 = time.time()
             learned = update(batch)  # advantages -> clipped policy gradient (or RFT)
+            learner.schedule_step()
             t3 = time.time()
             samplers.sync_from(learner.full_model(), run_dir / "policy_sync")  # every engine serves the new weights
             t4 = time.time()
             times = {"wait": t1 - t0, "learn": t3 - t2, "sync": t4 - t3, "step": t4 - t0}
             metrics = step_metrics(batch, learned, times, samplers.restarts) | rlhf
+            if learner.schedule is not None:
+                metrics["lr"] = learner.lr()
             metrics.update(signal.observe(step, batch, str(run_dir / "rollouts.jsonl")))
             if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or step == rl.steps or out_of_time()):
                 # before logging: a run killed in between re-logs this step from the checkpoint
                 save_state(run_dir / "checkpoints" / "rl_steps", step, learner.full_model(), tokenizer,
-                           learner.optimizer, {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints)
+                           learner.optimizer, {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints,
+                           learner.schedule)
             tracker.log("rl", step, {**metrics, **level_pass_rates(batch), **verifier_metrics(batch),
                                      **batch.curriculum, **tool_use_metrics(batch)})
             log_rollouts(run_dir / "rollouts.jsonl", step, batch, rl.rollouts_logged_per_step)
@@ -121,9 +126,9 @@ def draw(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg: DictC
     return batch
 
 
-def resume(checkpoint: Path, optimizer, order: PracticeOrder, tracker) -> int:
-    """Load the optimiser and data position of an RL step checkpoint; returns its step."""
-    state = load_state(checkpoint, optimizer)
+def resume(checkpoint: Path, learner, order: PracticeOrder, tracker) -> int:
+    """Load the optimiser, LR schedule and data position of an RL step checkpoint; returns its step."""
+    state = load_state(checkpoint, learner.optimizer, learner.schedule)
     order.restore(state["order"])
     tracker.log_once("rl", state["step"], state["metrics"])  # in case the run died before logging it
     tracker.log("resume", state["step"], {"from": str(checkpoint)})
