@@ -254,15 +254,15 @@ class RemoteState:
 
 
 @ray.remote
-class LearnerRank:
-    """One learner rank: a shard of the policy, its AdamW state and the LR schedule; runs learner.py's steps on the
-    share of each batch the trainer gives it."""
+class LearnerRank(LocalLearner):
+    """One learner rank: a `LocalLearner` whose policy is a shard (FSDP2), with its AdamW state and LR schedule; it
+    runs learner.py's steps on the share of each batch the trainer gives it."""
 
     def __init__(self, rank: int, world: int, device: str, threads: int):
+        super().__init__(None)  # the policy comes with `setup`
         self.rank, self.world = rank, world
         self.device = pick_device(device)  # a GPU Ray gave this actor is its cuda:0
         torch.set_num_threads(threads)
-        self.optimizer, self.schedule = None, None
 
     def address(self) -> tuple[str, int]:
         """Where rank 0 listens for the others: this node's address and a free port."""
@@ -301,27 +301,9 @@ class LearnerRank:
         self.model = model
         return dist.get_backend()
 
-    def start(self, lr: float, weight_decay: float, betas: tuple[float, float], warmup_steps: int,
-              total_steps: int) -> None:
-        self.optimizer, self.schedule = adamw(self.model, lr, weight_decay, betas, warmup_steps, total_steps)
-
-    def lm_step(self, seqs: list[Sequence], **kw) -> float:
-        loss = lm_step(self.model, self.optimizer, seqs, **kw)
-        if self.schedule is not None:
-            self.schedule.step()
-        return loss
-
-    def logprobs(self, seqs: list[Sequence], **kw) -> list[torch.Tensor]:
-        return sequence_logprobs(self.model, seqs, **kw)
-
     def policy_gradient_step(self, seqs: list[Sequence], old, ref_logps, loss, **kw) -> dict:
-        return policy_gradient_step(self.model, self.optimizer, seqs, old, loss, ref_logps=ref_logps, **kw)
-
-    def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
-
-    def schedule_step(self) -> None:
-        self.schedule.step()
+        """`ref_logps` comes per rank, beside `old` (LearnerGroup._all hands out positional arguments)."""
+        return super().policy_gradient_step(seqs, old, loss, ref_logps=ref_logps, **kw)
 
     def model_state(self) -> dict | None:
         """The full weights, on rank 0 (every rank must call: the shards are gathered)."""

@@ -21,8 +21,15 @@ TINY = [
 ]
 
 
+def cli_env() -> dict[str, str]:
+    """The environment a user's shell gives the CLI: W&B offline, and no W&B service of this test process (wandb
+    points child processes at its own; a run killed there would keep its run id busy for the resumed one)."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+
+
 def run_cli(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    env = cli_env()
     return subprocess.run([sys.executable, "-m", "rlpractice", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

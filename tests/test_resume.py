@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +28,7 @@ def rows(path):
 
 def kill_once_logged(args: list[str], metrics, stage: str, step: int) -> None:
     """Start the CLI and SIGKILL it once metrics.jsonl has a `stage` row at `step` or later."""
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rlpractice", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "rlpractice", *args], cwd=ROOT, env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and not any(r["stage"] == stage and r["step"] >= step for r in rows(metrics)):
