@@ -59,7 +59,7 @@ def _run(cfg: DictConfig, learner, tokenizer, practice: list[Problem], samplers:
          tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int, resume_from: Path | None) -> int:
     rl = cfg.rl
     learner.start(lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay, betas=(0.9, 0.99),
-                  total_steps=rl.steps if cfg.algo.get("lr_schedule") == "cosine" else 0)
+                  total_steps=rl.steps if cfg.algo.lr_schedule == "cosine" else 0)
     update = make_update(cfg, learner, tokenizer.pad_token_id, run_dir, learner_bf16(cfg.learner))
     # reward.model (None: the verifier); it measures KL on the trainer's copy of the policy
     reward_model = RewardModelReward.from_config(cfg, learner.full_model(), tokenizer, run_dir)
