@@ -6,8 +6,10 @@ import os
 import socket
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,7 +88,7 @@ def test_fork_bomb(box):
         while True:
             os.fork()
     """)
-    assert r.error is not None and "Operation not permitted" in r.error and r.wall_seconds < 2
+    assert r.error is not None and "Operation not permitted" in r.error and not r.timed_out  # refused, not waited out
 
 
 def test_memory_bomb(box):
@@ -99,14 +101,18 @@ def test_memory_bomb(box):
 
 
 def test_infinite_sleep_is_killed_at_the_wall_time(box):
-    r = run(box, "import time\ntime.sleep(60)")
-    assert r.timed_out and r.error.startswith("timeout") and r.wall_seconds < LIMITS.wall_seconds + 1.5
+    r = run(box, "import time\nprint('asleep', flush=True)\ntime.sleep(60)\nprint('woke')")
+    # the wall limit fired, and the program was killed in its sleep: had the sandbox waited for it to end,
+    # its output would hold 'woke' (and timed_out would be False)
+    assert r.timed_out and r.error == f"timeout: the code ran longer than {LIMITS.wall_seconds:g} s"
+    assert r.stdout == "asleep\n"
 
 
 def test_cpu_bound_loop_is_stopped(box):
-    r = run(box, "while True:\n    pass")
-    assert r.error is not None and r.wall_seconds < LIMITS.wall_seconds + 1.5
-    assert "CPU time limit" in r.error or r.timed_out  # the wall clock wins when other jobs share the cores
+    r = run(box, "while True:\n    pass")  # never ends by itself: that this returns at all is a limit's doing
+    # which limit says the reason: the wall clock wins when other jobs share the cores
+    assert r.error == f"CPU time limit of {LIMITS.cpu_seconds:g} s exceeded" or (
+        r.timed_out and r.error == f"timeout: the code ran longer than {LIMITS.wall_seconds:g} s"), r.error
 
 
 def test_huge_output_is_capped(box):
@@ -159,17 +165,41 @@ def test_bwrap_hides_the_project_and_home():
     assert r.error is not None and "No such file" in r.error
 
 
-def test_many_calls_at_once_take_about_one_calls_time():
-    python_tool.configure("auto", LIMITS)
+def test_many_calls_at_once_all_run_at_the_same_time():
+    """Each of 8 calls' programs marks its scratch folder 'started', then waits for a 'go' there, which this test
+    writes only once it sees all 8 marks at the same moment: calls run one after another (or a few at a time)
+    never get there, and print 'alone' when the generous wait below runs out (the clock only bounds how long a
+    failure takes: a pass does not depend on how fast this machine is)."""
+    give_up = time.time() + 60  # a wait only a failure reaches, however slowly this machine starts sandboxes
+    python_tool.configure("auto", replace(LIMITS, wall_seconds=90))  # the wall limit: beyond give_up
     runner = ToolRunner(["python"])
-    code = "import time\ntime.sleep(0.5)\nprint('done')"
-    text = f"```python\n{code}\n```\n```output"
-    start = time.monotonic()
-    results = runner.run([runner.parse(text)] * 8)
-    elapsed = time.monotonic() - start
-    runner.close()
-    assert [r.text for r in results] == ["\ndone\n```\n"] * 8
-    assert elapsed < 2.5  # one after the other would take over 4 s
+    tag = uuid.uuid4().hex  # marks only this test's sandboxes
+    code = textwrap.dedent(f"""\
+        import os, time
+        open("started-{tag}", "w").close()
+        while not os.path.exists("go") and time.time() < {give_up}:
+            time.sleep(0.02)
+        print("together" if os.path.exists("go") else "alone")""")
+    marks = os.path.join(tempfile.gettempdir(), "rlpractice-sandbox-*", "box", f"started-{tag}")
+
+    def go_when_all_have_started() -> None:
+        while time.time() < give_up:
+            started = glob.glob(marks)
+            if len(started) == 8:
+                for mark in started:
+                    Path(mark).with_name("go").touch()
+                return
+            time.sleep(0.02)
+
+    releaser = threading.Thread(target=go_when_all_have_started, daemon=True)
+    releaser.start()
+    try:
+        results = runner.run([runner.parse(f"```python\n{code}\n```\n```output")] * 8)
+    finally:
+        runner.close()
+        python_tool.configure("auto", LIMITS)
+    releaser.join()
+    assert [r.text for r in results] == ["\ntogether\n```\n"] * 8
 
 
 def test_tool_error_text_for_the_model():
