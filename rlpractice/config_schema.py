@@ -266,7 +266,7 @@ class SamplerConfig:
 @section
 class AlgoConfig:
     """The policy-gradient family (algo=grpo and the files built on it): group-relative advantages and a clipped
-    surrogate; DAPO, Dr. GRPO, GSPO and RLOO are settings of these knobs."""
+    surrogate; DAPO, Dr. GRPO, GSPO, RLOO and pass@k are settings of these knobs."""
 
     name: Literal["grpo"] = MISSING  # the update rule: grpo (policy gradient); algo=rft chooses rft
     lr: NonNegative = MISSING  # AdamW learning rate
@@ -274,7 +274,8 @@ class AlgoConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: NonNegative = MISSING
     grad_clip: NonNegative = MISSING  # max gradient norm per optimiser step
-    advantage: Literal["grpo", "rloo"] = MISSING  # grpo: group mean baseline; rloo: leave-one-out mean baseline
+    # grpo: group mean baseline; rloo: leave-one-out mean baseline; passk: pass@k of the group (0/1 rewards only)
+    advantage: Literal["grpo", "rloo", "passk"] = MISSING
     scale_by_std: bool = MISSING  # grpo advantages divided by the group's reward std (false: Dr. GRPO)
     epsilon_low: NonNegative = MISSING  # the ratio is clipped to [1 - epsilon_low, 1 + epsilon_high]
     epsilon_high: NonNegative = MISSING  # (DAPO's clip-higher makes this larger)
@@ -290,6 +291,7 @@ class AlgoConfig:
     num_iterations: Positive = MISSING  # optimisation passes over each batch of samples
     minibatches: Positive = MISSING  # optimiser steps per pass, each on a slice of the prompts
     token_budget: Positive = MISSING  # padded tokens per learner micro-batch: bounds memory, not the update
+    passk_k: Positive = 8  # advantage=passk: the k of pass@k (at most rl.samples_per_prompt)
 
 
 @section

@@ -1,6 +1,6 @@
 """From a graded batch to optimiser steps: the update each `algo=` choice makes.
 
-`PolicyGradient` (grpo, dr_grpo, dapo, gspo, rloo): group-relative advantages, then the clipped surrogate.
+`PolicyGradient` (grpo, dr_grpo, dapo, gspo, rloo, passk): group-relative advantages, then the clipped surrogate.
 `RejectionSampling` (rft): keep the correct samples and take an SFT step on them.
 Both are called once per RL step with the step's `Batch` and return the step's learner metrics.
 """
@@ -45,7 +45,7 @@ class PolicyGradient:
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
 
     def __call__(self, batch: Batch) -> dict:
-        adv = advantages(batch.rewards(trained=True), self.algo.advantage, self.algo.scale_by_std)
+        adv = advantages(batch.rewards(trained=True), self.algo.advantage, self.algo.scale_by_std, self.algo.passk_k)
         return self.update(batch.groups, adv)
 
     def _logprobs(self, seqs: list[Sequence], reference: bool = False) -> list[torch.Tensor]:

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from rlpractice.algorithm.advantages import advantages, group_advantages, rloo_advantages, zero_variance_fraction
+from rlpractice.algorithm.advantages import (
+    advantages,
+    group_advantages,
+    passk_advantages,
+    rloo_advantages,
+    zero_variance_fraction,
+)
 from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
 from rlpractice.evaluation import answer_key, majority_correct, mean_pass_at_k, pass_at_k
 
@@ -103,6 +109,56 @@ def test_rloo_by_hand():
     assert advantages(torch.tensor([[1.0, 0.0]]), "rloo", True).tolist() == [[1.0, -1.0]]
     with pytest.raises(ValueError, match="algo.advantage"):
         advantages(torch.tensor([[1.0, 0.0]]), "ppo", True)
+
+
+def test_passk_advantages_by_hand():
+    # N=4, k=2. c=1: R = 1 - C(3,2)/C(4,2) = 1 - 3/6 = 0.5, std = sqrt(0.5 * 0.5) = 0.5;
+    #   correct (1 - 0.5)/0.5 = 1; wrong: C(2,1)/C(3,1) = 2/3, (0.5 - 2/3)/0.5 = -1/3.
+    # c=2: R = 1 - C(2,2)/C(4,2) = 5/6, std = sqrt(5/6 * 1/6) = sqrt(5)/6;
+    #   correct (1/6)/(sqrt(5)/6) = 1/sqrt(5) = 0.4472; wrong: C(1,1)/C(3,1) = 1/3, (1/6 - 1/3)/(sqrt(5)/6) = -0.4472.
+    # c=3 > N - k: every pair holds a right answer, R = 1 (C(1,2) = 0): all 0. c=0 and c=4: all 0.
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0],
+                            [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    adv = passk_advantages(rewards, k=2)
+    assert adv[0].tolist() == pytest.approx([1.0, -1 / 3, -1 / 3, -1 / 3])
+    s5 = 1 / math.sqrt(5)
+    assert adv[1].tolist() == pytest.approx([-s5, s5, -s5, s5])
+    assert adv[2:].abs().max().item() == 0.0
+    assert advantages(rewards[:1], "passk", True, k=2)[0].tolist() == pytest.approx([1.0, -1 / 3, -1 / 3, -1 / 3])
+
+
+def test_passk_advantages_average_zero_and_k1_is_grpo():
+    # sum = N(1 - R) - (N - c) C(N-c-1, k-1)/C(N-1, k-1), and N C(N-c, k)/C(N, k) = (N - c) C(N-c-1, k-1)/C(N-1, k-1)
+    # (C(n, k) = n/k C(n-1, k-1) twice): so the group mean is 0 for every N, c, k, as with GRPO.
+    rewards = (torch.rand(200, 8, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    for k in range(1, 9):
+        assert passk_advantages(rewards, k).sum(dim=1).abs().max().item() < 1e-4
+    # k=1: R = c/N (the mean), a wrong sample's share C(N-c-1, 0)/C(N-1, 0) = 1: exactly GRPO's (r - mean)/std
+    torch.testing.assert_close(passk_advantages(rewards, 1), group_advantages(rewards), atol=1e-5, rtol=1e-5)
+
+
+def test_passk_advantages_are_the_k_subsets_view():
+    # the estimator's meaning, counted out: a sample's unscaled advantage is the mean max-reward of the k-subsets
+    # holding it minus the mean over all k-subsets (R); std is that of the subsets' 0/1 max-rewards, sqrt(R(1-R))
+    from itertools import combinations
+
+    n = 5
+    for c in range(n + 1):
+        r = [1.0] * c + [0.0] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(combinations(range(n), k))
+            big_r = sum(max(r[i] for i in s) for s in subsets) / len(subsets)
+            std = math.sqrt(big_r * (1 - big_r))
+            want = [0.0 if std == 0 else (sum(max(r[i] for i in s) for s in subsets if j in s)
+                                          / sum(1 for s in subsets if j in s) - big_r) / std for j in range(n)]
+            assert passk_advantages(torch.tensor([r]), k)[0].tolist() == pytest.approx(want, abs=1e-5), (c, k)
+
+
+def test_passk_advantages_reject_what_pass_at_k_cannot_count():
+    with pytest.raises(ValueError, match="0/1 rewards"):
+        passk_advantages(torch.tensor([[1.0, 0.2, 0.0, 0.0]]), k=2)  # a weighted or reward-model score
+    with pytest.raises(ValueError, match="passk_k=5"):
+        passk_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), k=5)  # k larger than the group
 
 
 def test_gspo_sequence_ratio_by_hand():

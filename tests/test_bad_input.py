@@ -38,7 +38,7 @@ def compose_and_check(overrides: list[str]):
     ("sampler.weight_sync=carrier_pigeon",
      "sampler.weight_sync='carrier_pigeon': expected filesystem, object_store or cuda_ipc"),
     ("algo.loss_aggregation=sum", "algo.loss_aggregation='sum': expected seq_mean_token_mean, token_mean or"),
-    ("algo.advantage=ppo", "algo.advantage='ppo': expected grpo or rloo"),
+    ("algo.advantage=ppo", "algo.advantage='ppo': expected grpo, rloo or passk"),
     ("algo.ratio_level=group", "algo.ratio_level='group': expected token or sequence"),
     ("algo.kl_estimator=k2", "algo.kl_estimator='k2': expected k1 or k3"),
     ("sampler.top_p=2", "sampler.top_p=2.0: must be between 0.0 and 1.0"),

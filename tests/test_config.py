@@ -89,7 +89,7 @@ def test_each_algo_choice_gives_an_update_the_learner_takes(algo):
         assert math.isfinite(lm_step(model, optimizer, seqs, tok.pad_token_id, cfg.algo.token_budget,
                                      cfg.algo.grad_clip))
     else:
-        adv = advantages(rewards, cfg.algo.advantage, cfg.algo.scale_by_std)[0]
+        adv = advantages(rewards, cfg.algo.advantage, cfg.algo.scale_by_std, k=2)[0]  # passk: k within 4 samples
         seqs = [Sequence([1, 2, *c], [0, 0] + [1] * len(c), float(a)) for c, a in zip(completions, adv, strict=True)]
         loss = LossSettings.from_config(cfg.algo, cfg.sampler.max_new_tokens)
         out = policy_gradient_step(model, optimizer, seqs, None, loss, pad_id=tok.pad_token_id)

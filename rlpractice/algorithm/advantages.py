@@ -38,13 +38,58 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return (rewards - rewards.mean(dim=1, keepdim=True)) * g / (g - 1)
 
 
-ESTIMATORS = ("grpo", "rloo")  # the choices of algo.advantage in config_schema.AlgoConfig
+def _choose_ratio(n: torch.Tensor, total: int, k: int) -> torch.Tensor:
+    """C(n, k) / C(total, k) = prod_{i<k} (n - i) / (total - i), elementwise over n (0 when n < k).
+
+    The product of ratios, not two binomials: C(32, 8) is ~1e7, and the ratio is what the estimator needs."""
+    out = torch.ones_like(n)
+    for i in range(k):
+        out = out * (n - i).clamp(min=0) / (total - i)
+    return out
 
 
-def advantages(rewards: torch.Tensor, estimator: str, scale_by_std: bool) -> torch.Tensor:
-    """The estimator `algo.advantage` names: grpo (group mean, optionally / std) or rloo (leave-one-out)."""
+def passk_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """Pass@k advantages for 0/1 rewards (Chen et al. 2025, "Pass@k Training", analytic form): the policy is
+    rewarded for the group's chance that *some* answer of k is right, not for each answer being right.
+
+    With N samples, c correct: R = 1 - C(N-c, k) / C(N, k) (the unbiased pass@k of the group), std = sqrt(R(1-R));
+    a correct sample gets (1 - R) / std, a wrong one (1 - R - C(N-c-1, k-1) / C(N-1, k-1)) / std. The group's
+    mean advantage is 0, as with GRPO. k=1 is GRPO (population std). By hand, N=4, c=1, k=2: R = 1 - 3/6 = 0.5,
+    std = 0.5, correct (0.5)/0.5 = 1, wrong (0.5 - 2/3)/0.5 = -1/3: wrong answers are pushed down less than by
+    GRPO (-0.577; the group already passes half the time), so the policy keeps trying other answers; once
+    c > N - k every k-subset holds a right answer and the group gets 0: no more push towards pass@1 there.
+    `scale_by_std` does not apply: the division by std is part of the estimator.
+    """
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be [num_groups, group_size], got shape {tuple(rewards.shape)}")
+    n = rewards.shape[1]
+    if not 1 <= k <= n:
+        raise ValueError(f"algo.passk_k={k} must be between 1 and the group size rl.samples_per_prompt={n}")
+    if not ((rewards == 0) | (rewards == 1)).all():
+        # pass@k counts right answers; a weighted or reward-model score has no "right" to count
+        bad = rewards[(rewards != 0) & (rewards != 1)][0].item()
+        raise ValueError(f"algo.advantage=passk needs 0/1 rewards (pass@k counts right answers); got {bad}")
+    r = rewards.double()  # the products of ratios lose digits in float32 for large groups
+    wrong = n - r.sum(dim=1, keepdim=True)
+    miss = _choose_ratio(wrong, n, k)  # 1 - R, kept as is: 1 - (1 - x) would lose x's digits when R is near 1
+    std = (miss * (1 - miss)).sqrt()
+    # a wrong answer's share: of the k-subsets holding it, the fraction with no right answer in them
+    wrong_share = _choose_ratio(wrong - 1, n - 1, k - 1)
+    adv = torch.where(r == 1, miss, miss - wrong_share)
+    # std = 0 (R is 0 or 1) comes with adv = 0 for every sample there: no signal, as in an all-equal GRPO group
+    return torch.where(std > 0, adv / std, 0.0).to(rewards.dtype)
+
+
+ESTIMATORS = ("grpo", "rloo", "passk")  # the choices of algo.advantage in config_schema.AlgoConfig
+
+
+def advantages(rewards: torch.Tensor, estimator: str, scale_by_std: bool, k: int = 8) -> torch.Tensor:
+    """The estimator `algo.advantage` names: grpo (group mean, optionally / std), rloo (leave-one-out) or
+    passk (pass@k with k = algo.passk_k)."""
     if estimator == "grpo":
         return group_advantages(rewards, scale_by_std=scale_by_std)
     if estimator == "rloo":
         return rloo_advantages(rewards)
+    if estimator == "passk":
+        return passk_advantages(rewards, k)
     raise ValueError(f"algo.advantage={estimator!r} is none of {ESTIMATORS}")  # the config schema allows only those
