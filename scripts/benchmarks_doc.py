@@ -175,12 +175,49 @@ def verifiers(r: dict) -> Table:
     return head, rows
 
 
+ALGO_NAMES = {"sft": "SFT", "grpo": "GRPO", "dr_grpo": "Dr. GRPO", "dapo": "DAPO", "rft": "RFT", "gspo": "GSPO",
+              "rloo": "RLOO", "passk": "pass@k"}
+
+
+def pm(s: dict, sign: str = "") -> str:
+    """A compare.json metric: mean ± the half-width of its 95% Student-t interval over seeds (one seed: the mean)."""
+    return f"{s['mean']:{sign}.3f}" + ("" if s["half_width"] is None else f" ± {s['half_width']:.3f}")
+
+
 def compare(r: dict) -> Table:
-    names = {"sft": "SFT", "grpo": "GRPO", "dr_grpo": "Dr. GRPO", "dapo": "DAPO", "rft": "RFT", "gspo": "GSPO",
-             "rloo": "RLOO"}
+    if "seeds" not in r:
+        return compare_one_seed(r)
+    metrics = list(r["sft"])
+    head = ["after", *[h for m in metrics for h in (f"held-out {m}", f"change in {m}")], "RL steps"]
+    rows = [["SFT (seed 0)", *[c for m in metrics for c in (f"{r['sft'][m]:.3f}", "")], "0"]]
+    for k, x in r["results"].items():
+        steps = x["rl_steps"]
+        rows.append([ALGO_NAMES.get(k, k), *[c for m in metrics for c in (pm(x["after_rl"][m]),
+                                                                            pm(x["change_from_sft"][m], "+"))],
+                     f"{min(steps)}-{max(steps)}" if min(steps) != max(steps) else str(steps[0])])
+    return head, rows
+
+
+def compare_extra(r: dict) -> list[str]:
+    """The per-seed figures under the table of means."""
+    if "seeds" not in r:
+        return ["One seed and no interval: a result from before `--seeds` (scripts/compare_algorithms.py)."]
+    metrics, seeds = list(r["sft"]), r["seeds"]
+    return [f"Mean ± half-width of the 95% Student-t interval over seeds {', '.join(map(str, seeds))} (the SFT "
+            f"checkpoint is shared; the change is each run's own, against its evaluation of that checkpoint at step "
+            f"0); RL wall budget {r['rl_time_budget_s']:g} s per run; curves: `{r.get('plot', 'compare.png')}` beside "
+            "the JSON. Per seed:", "",
+            *markdown((["configuration", "seed", *[f"held-out {m}" for m in metrics], "change in pass@1", "RL steps"],
+                       [[ALGO_NAMES.get(k, k), str(seed), *[f"{x['after_rl'][m]['values'][i]:.3f}" for m in metrics],
+                         f"{x['change_from_sft']['pass@1']['values'][i]:+.3f}", str(x["rl_steps"][i])]
+                        for k, x in r["results"].items() for i, seed in enumerate(seeds)]))]
+
+
+def compare_one_seed(r: dict) -> Table:
+    """compare.json as the script wrote it before `--seeds`: one run per algorithm, no interval."""
     head = ["after", "gain in held-out pass@1 over SFT", "held-out pass@1", "maj@8", "RL steps"]
     sft = r["results"]["sft"]["pass@1"]
-    return head, [[names.get(k, k), "" if k == "sft" else f"{x['pass@1'] - sft:+.3f}", num(x["pass@1"], 3),
+    return head, [[ALGO_NAMES.get(k, k), "" if k == "sft" else f"{x['pass@1'] - sft:+.3f}", num(x["pass@1"], 3),
                    num(x.get("maj@8"), 3), num(x["rl_steps"])] for k, x in r["results"].items()]
 
 
@@ -225,7 +262,28 @@ def experiment(r: dict) -> Table:
     return head, [row]
 
 
+def settings(r: dict) -> Table:
+    head = ["setting", "step / fastest", "step (median)", "sample", "learn", "engines", "dtype", "sampler_is",
+            "linear layers"]
+    rows = []
+    for name, x in r["results"].items():
+        s, m = x["settings"], x["median_s"]
+        label = f"{name} (= {x['same_as']})" if x.get("same_as") else name
+        rows.append([label, ratio(x["step_over_fastest"]), seconds(m["step"]), seconds(m["sample"]),
+                     seconds(m["learn"]), f"{s['sampler.num_samplers']} x {s['sampler.num_cpus_per_sampler']} core(s)",
+                     s["sampler.engine.dtype"], "on" if s["algo.sampler_is"] else "off", s["learner.cpu_linear"]])
+    return head, rows
+
+
+def settings_extra(r: dict) -> list[str]:
+    return [f"Fastest: {r['fastest']}. `auto` picked {ratio(r['auto_over_fastest'])} of the fastest step; the other "
+            f"CPU kind's `auto` (the probe told the opposite about native bf16) {ratio(r['other_kind_over_fastest'])}. "
+            f"Median over RL steps 2..{r['steps_per_run']} of each run, all from one SFT checkpoint."]
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[str]] | None]] = {
+    "bench_settings.py": ("Hardware settings: the RL step under each candidate engine dtype, engine layout and "
+                          "learner path, and what `auto` picks on this machine", settings, settings_extra),
     "bench_sampling.py": ("Sampling throughput: rlpractice's Ray sampler actors vs the same vLLM engines without Ray "
                           "and HF `generate` (TRL's generation without vLLM), same model, prompts and settings",
                           sampling, sampling_extra),
@@ -241,8 +299,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[st
                              "vs CUDA IPC handles (the transport, without vLLM's load_weights)", weight_sync, None),
     "bench_verifiers.py": ("rlpractice's math verifier vs Math-Verify on tests/verifier_corpus.jsonl, one process "
                            "each, a hard 5 s limit per case", verifiers, None),
-    "compare_algorithms.py": ("Held-out pass@1 after each RL algorithm from one SFT checkpoint, same seed, samples "
-                              "per step and RL wall budget (300 s)", compare, None),
+    "compare_algorithms.py": ("Held-out pass@1, pass@8 and maj@8 after each RL configuration from one SFT checkpoint, "
+                              "same samples per step and RL wall budget, over several seeds", compare, compare_extra),
     "check_gpu_learner.py": ("The learner on CUDA (bf16 autocast) against the CPU (fp32): one SFT and one GRPO step",
                              gpu_check, None),
     "bench_reward_model.py": ("The reward model on the built-in preference pairs: held-out pair accuracy by kind of "
@@ -255,8 +313,10 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[st
 
 
 def machine(m: dict) -> str:
-    parts = [f"{m['cores']} cores" if m.get("cores") else None, m.get("cpu"), f"GPU: {m['gpu']}" if m.get("gpu")
-             else ("no GPU" if m.get("cpu") else None)]
+    bf16 = None if "native_bf16" not in m else \
+        ("native bf16" if m["native_bf16"] else "no native bf16") + f" (flags: {' '.join(m.get('flags') or []) or '-'})"
+    parts = [f"{m['cores']} cores" if m.get("cores") else None, m.get("cpu"), bf16,
+             f"GPU: {m['gpu']}" if m.get("gpu") else ("no GPU" if m.get("cpu") else None)]
     return ", ".join(p for p in parts if p) or "not recorded"
 
 

@@ -1,51 +1,115 @@
-"""Held-out pass@1 after SFT and after each RL algorithm, from one shared SFT checkpoint.
+"""Held-out pass@1, pass@8 and maj@8 after RL for each RL configuration, over several seeds, from one SFT checkpoint.
 
-    .venv/bin/python scripts/compare_algorithms.py [hydra overrides ...]
+    .venv/bin/python scripts/compare_algorithms.py [--seeds 3] [--algos grpo,passk] [--budget 300] [overrides ...]
 
-First runs the default math experiment with `rl.steps=0` (pretrain + SFT + evaluation), then, from that
-SFT checkpoint, one RL run per algorithm (GRPO, Dr. GRPO, DAPO, RFT) with the same seed, the same samples
-per step and the same wall-clock budget for RL (`rl.time_budget_s`, default 300 s; each run stops after
-the step that crosses it). Writes runs/compare/compare.json and prints a Markdown table. Extra arguments
-are Hydra overrides applied to every run (e.g. rl.time_budget_s=600). Run it on an otherwise idle
-machine: the budget is wall-clock.
+First runs the default math experiment with `rl.steps=0` and seed 0 (pretrain + SFT + evaluation); then, from that
+SFT checkpoint, one RL run per configuration (a conf/algo/ file: grpo, dr_grpo, dapo, gspo, rloo, rft, passk) and
+seed 0 .. N-1, each with the same samples per step and the same RL wall-clock budget (`rl.time_budget_s`; each run
+stops after the step that crosses it). For each configuration it reports the mean over seeds and its 95% Student-t
+interval (scripts/stats.py) of held-out pass@1, pass@8 and maj@8 after RL, and of their change from SFT: each run
+evaluates the SFT checkpoint at step 0 with its own seed, so the change is a per-seed paired difference.
+
+Writes runs/compare/compare.json (means, half-widths and the per-seed figures), runs/compare/compare.png (held-out
+pass@1 and pass@8 over the RL steps, one line per seed) and prints the table docs/benchmarks.md shows. Extra
+arguments are Hydra overrides applied to every run (after the script's own, so they win; `seed` is the script's).
+A finished run (one with a summary.json) is reused when the script runs again. Run it on an otherwise idle
+machine: the budget is wall-clock. 2 configurations x 3 seeds x 300 s take about an hour on 2 cores.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+from pathlib import Path
 
 from bench_meta import meta  # scripts/ is on sys.path when a script runs
+from benchmarks_doc import compare, markdown
+from stats import summary
 from trainer_runs import ROOT, run_trainer
 
 OUT = ROOT / "runs" / "compare"
-ALGOS = ["grpo", "dr_grpo", "dapo", "rft"]
-BUDGET = ["rl.steps=10000", "rl.time_budget_s=300"]  # the wall budget decides; later overrides win
+METRICS = ["pass@1", "pass@8", "maj@8"]  # those the default evaluation reports (8 samples per problem, k 1 and 8)
 
 
-def run(name: str, overrides: list[str]) -> dict:
-    return json.loads((run_trainer(OUT / name, overrides, "compare") / "summary.json").read_text())
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=3, help="RL runs per configuration, seeds 0 .. N-1 (default 3)")
+    p.add_argument("--algos", default="grpo,passk",
+                   help="comma-separated conf/algo/ choices (default grpo,passk; e.g. grpo,dr_grpo,dapo,rft,passk)")
+    p.add_argument("--budget", type=float, default=300.0, help="RL wall-clock seconds per run (default 300)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. rl.prompts_per_step=16")
+    args = p.parse_args(argv)
+    args.algos = [a for a in args.algos.split(",") if a]
+    unknown = [a for a in args.algos if not (ROOT / "conf" / "algo" / f"{a}.yaml").exists()]
+    if unknown or not args.algos:
+        p.error(f"--algos: no conf/algo/ file for {', '.join(unknown) or 'an empty list'}")
+    if args.seeds < 1 or args.budget <= 0:
+        p.error("--seeds must be >= 1 and --budget > 0")
+    return args
 
 
-def main(extra: list[str]) -> None:
+def summarise(runs: list[dict], metrics: list[str]) -> dict:
+    """One configuration's summary.json files (in seed order) -> mean and 95% interval of each metric after RL and
+    of its change from the same run's SFT evaluation, with the per-seed values."""
+    return {"after_rl": {m: summary([r[f"rl_{m}"] for r in runs]) for m in metrics},
+            "change_from_sft": {m: summary([r[f"rl_{m}"] - r[f"sft_{m}"] for r in runs]) for m in metrics},
+            "rl_steps": [r["rl_steps"] for r in runs],
+            "wall_seconds": [round(r["wall_seconds"]) for r in runs]}
+
+
+def eval_curve(metrics_path: Path, metric: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one held-out metric in a run's metrics.jsonl (stage eval; step 0 is the SFT checkpoint)."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    ev = [r for r in rows if r["stage"] == "eval" and metric in r]
+    return [r["step"] for r in ev], [r[metric] for r in ev]
+
+
+def plot(run_dirs: dict[str, list[Path]], out_png: Path, metrics: tuple[str, ...] = ("pass@1", "pass@8")) -> None:
+    """One panel per metric; one colour per configuration, one line per seed (the spread is the seeds' noise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, (algo, dirs) in enumerate(run_dirs.items()):
+            for j, run_dir in enumerate(dirs):
+                steps, values = eval_curve(run_dir / "metrics.jsonl", metric)
+                ax.plot(steps, values, color=f"C{i}", alpha=0.7, marker=".", label=algo if j == 0 else None)
+        ax.set_xlabel("RL step (0 = the SFT checkpoint)")
+        ax.set_ylabel(f"held-out {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    sft = run("sft", ["rl.steps=0", *extra])
+    sft = json.loads((run_trainer(OUT / "sft", ["rl.steps=0", *args.overrides, "seed=0"], "compare")
+                      / "summary.json").read_text())
     sft_ckpt = OUT / "sft" / "checkpoints" / "sft"
-    rows = {"sft": {"pass@1": sft["sft_pass_at_1"], "maj@8": sft.get("sft_maj@8"), "rl_steps": 0,
-                    "wall_seconds": sft["wall_seconds"]}}
-    for algo in ALGOS:
-        s = run(algo, [f"model.path={sft_ckpt}", "sft.steps=0", f"algo={algo}", *BUDGET, *extra])
-        rows[algo] = {"pass@1": s["rl_pass_at_1"], "maj@8": s.get("rl_maj@8"), "rl_steps": s["rl_steps"],
-                      "wall_seconds": s["wall_seconds"], "sft_pass@1_same_engine": s["sft_pass_at_1"]}
-    result = {**meta(), "overrides": extra, "heldout_problems": sft["heldout_problems"],
-              "samples_per_problem": sft["eval_samples_per_problem"], "results": rows}
+    metrics = [m for m in METRICS if f"sft_{m}" in sft]  # an eval override may drop pass@8 or rename maj@8
+    seeds = list(range(args.seeds))
+    results, run_dirs = {}, {}
+    for algo in args.algos:
+        run_dirs[algo] = [OUT / f"{algo}_seed{s}" for s in seeds]
+        runs = [json.loads((run_trainer(d, [f"model.path={sft_ckpt}", "sft.steps=0", f"algo={algo}", "rl.steps=10000",
+                                            f"rl.time_budget_s={args.budget}", *args.overrides, f"seed={s}"],
+                                        "compare") / "summary.json").read_text())
+                for d, s in zip(run_dirs[algo], seeds, strict=True)]
+        results[algo] = summarise(runs, metrics)
+    plot(run_dirs, OUT / "compare.png")
+    result = {**meta(), "overrides": args.overrides, "seeds": seeds, "rl_time_budget_s": args.budget,
+              "heldout_problems": sft["heldout_problems"], "samples_per_problem": sft["eval_samples_per_problem"],
+              "sft": {m: sft[f"sft_{m}"] for m in metrics}, "results": results, "plot": "compare.png"}
     (OUT / "compare.json").write_text(json.dumps(result, indent=2))
-    print("\n| after | held-out pass@1 | maj@8 | RL steps | wall (s) |\n|---|---|---|---|---|")
-    for name, r in rows.items():
-        maj = f"{r['maj@8']:.3f}" if r["maj@8"] is not None else "-"
-        print(f"| {name} | {r['pass@1']:.3f} | {maj} | {r['rl_steps']} | {r['wall_seconds']:.0f} |")
-    print(f"\nwritten: {OUT / 'compare.json'}")
+    print("\n" + "\n".join(markdown(compare(result))))
+    print(f"\nwritten: {OUT / 'compare.json'}, {OUT / 'compare.png'}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
