@@ -32,19 +32,8 @@ def check(cfg: DictConfig) -> None:
         if not 1 <= k <= cfg.eval.samples_per_problem:
             raise UserError(f"config key eval.k contains {k!r}: each k must be an integer in "
                             f"1..eval.samples_per_problem ({cfg.eval.samples_per_problem})")
-    wanted = cfg.sampler.num_samplers * cfg.sampler.num_cpus_per_sampler
-    if not cfg.cluster.address and cfg.cluster.num_cpus and wanted > cfg.cluster.num_cpus:
-        raise UserError(f"config key sampler.num_samplers={cfg.sampler.num_samplers}: {cfg.sampler.num_samplers} "
-                        f"engines x sampler.num_cpus_per_sampler={cfg.sampler.num_cpus_per_sampler:g} need {wanted:g} "
-                        f"CPUs, the local Ray instance has cluster.num_cpus={cfg.cluster.num_cpus}; lower one or "
-                        "raise cluster.num_cpus")
+    _check_cores(cfg)
     learner = cfg.learner
-    ranks = learner.num_workers * learner.num_cpus_per_worker if learner.num_workers > 1 else 0
-    if ranks and not cfg.cluster.address and cfg.cluster.num_cpus and wanted + ranks > cfg.cluster.num_cpus:
-        raise UserError(f"config key learner.num_workers={learner.num_workers}: the ranks x "
-                        f"learner.num_cpus_per_worker={learner.num_cpus_per_worker:g} beside the engines' {wanted:g} "
-                        f"CPUs need {wanted + ranks:g}, the local Ray instance has cluster.num_cpus="
-                        f"{cfg.cluster.num_cpus}; raise cluster.num_cpus, or lower either")
     if learner.num_workers > 1 and cfg.sampler.weight_sync == "cuda_ipc":
         raise UserError("config key sampler.weight_sync=cuda_ipc reads the weights from one learner process's GPU; "
                         "with learner.num_workers > 1 use filesystem or object_store (the ranks' weights are gathered)")
@@ -77,6 +66,25 @@ def check(cfg: DictConfig) -> None:
                         f"{cfg.rl.prompts_per_step} x {cfg.rl.samples_per_prompt} x {cfg.sampler.max_new_tokens} "
                         f"needs about {step_bytes / 2**30:.1f} GiB per RL step, more than half of the "
                         f"{available / 2**30:.1f} GiB free here; lower one of them")
+
+
+def _check_cores(cfg: DictConfig) -> None:
+    """The engines (and learner ranks) fit the local Ray instance's CPUs."""
+    if "auto" in (cfg.sampler.num_samplers, cfg.sampler.num_cpus_per_sampler, cfg.cluster.num_cpus):
+        return  # counted once hardware.resolve has chosen them (a run resolves before it checks)
+    wanted = cfg.sampler.num_samplers * cfg.sampler.num_cpus_per_sampler
+    if not cfg.cluster.address and cfg.cluster.num_cpus and wanted > cfg.cluster.num_cpus:
+        raise UserError(f"config key sampler.num_samplers={cfg.sampler.num_samplers}: {cfg.sampler.num_samplers} "
+                        f"engines x sampler.num_cpus_per_sampler={cfg.sampler.num_cpus_per_sampler:g} need {wanted:g} "
+                        f"CPUs, the local Ray instance has cluster.num_cpus={cfg.cluster.num_cpus}; lower one or "
+                        "raise cluster.num_cpus")
+    learner = cfg.learner
+    ranks = learner.num_workers * learner.num_cpus_per_worker if learner.num_workers > 1 else 0
+    if ranks and not cfg.cluster.address and cfg.cluster.num_cpus and wanted + ranks > cfg.cluster.num_cpus:
+        raise UserError(f"config key learner.num_workers={learner.num_workers}: the ranks x "
+                        f"learner.num_cpus_per_worker={learner.num_cpus_per_worker:g} beside the engines' {wanted:g} "
+                        f"CPUs need {wanted + ranks:g}, the local Ray instance has cluster.num_cpus="
+                        f"{cfg.cluster.num_cpus}; raise cluster.num_cpus, or lower either")
 
 
 def _check_verifier(verifier: DictConfig) -> None:

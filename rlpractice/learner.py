@@ -27,7 +27,14 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from transformers import DynamicCache
 
-from rlpractice.algorithm.losses import aggregate, clipped_surrogate, kl_k1, kl_k3, sequence_level_logp
+from rlpractice.algorithm.losses import (
+    aggregate,
+    clipped_surrogate,
+    kl_k1,
+    kl_k3,
+    sequence_level_logp,
+    truncated_is_weights,
+)
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.errors import UserError
 
@@ -75,11 +82,22 @@ def autocast(device: torch.device | str, bf16: bool):
 
 
 @functools.cache
-def _onednn() -> bool:
+def onednn_available() -> bool:
     try:
         return torch.backends.mkldnn.is_available() and callable(torch.ops.mkldnn._linear_pointwise)
     except (AttributeError, RuntimeError):
         return False
+
+
+_cpu_linear = "auto"  # learner.cpu_linear of this process: set once by `use_cpu_settings`
+
+
+def use_cpu_settings(threads: int | None = None, cpu_linear: str = "auto") -> None:
+    """This process's CPU learner settings (learner.threads, learner.cpu_linear; hardware.py resolves `auto`)."""
+    global _cpu_linear
+    if threads:
+        torch.set_num_threads(int(threads))
+    _cpu_linear = cpu_linear
 
 
 def _dense_product(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
@@ -131,7 +149,7 @@ class _OneDNNLinears(TorchFunctionMode):
 def _precision(device: torch.device | str, bf16: bool):
     """The learner forward's context: bf16 autocast (`autocast`), or in fp32 on a CPU the linear layers
     through oneDNN (nothing changes where oneDNN is missing)."""
-    if not bf16 and torch.device(device).type == "cpu" and _onednn():
+    if not bf16 and torch.device(device).type == "cpu" and _cpu_linear != "aten" and onednn_available():
         return _OneDNNLinears()
     return autocast(device, bf16) if bf16 else contextlib.nullcontext()
 
@@ -413,7 +431,7 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
     optimizer.zero_grad(set_to_none=True)
     kl_fn = {"k1": kl_k1, "k3": kl_k3}[loss.kl_estimator]
     loss_sum, clipped, counted, entropy_sum, kl_sum = 0.0, 0.0, 0.0, 0.0, 0.0
-    mismatch_sum, mismatch_count = 0.0, 0
+    mismatch_sum, mismatch_count, is_sum, is_truncated = 0.0, 0, 0.0, 0.0
     batches = _microbatches(seqs, loss.token_budget, share_prompts)
     prompts = step_prompts(model, seqs, pad_id, device, loss.token_budget, len(batches), bf16) if share_prompts \
         else None
@@ -430,6 +448,12 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
         if loss.ratio_level == "sequence":
             logp = sequence_level_logp(logp, old, target)
         per_token, was_clipped = clipped_surrogate(logp, old, adv, loss.eps_low, loss.eps_high)
+        sampler, sampled = _sampler_logps(batch, token_logp)
+        if loss.sampler_is_cap and sampled.any():  # the engines' precision differs: reweight to the learner's policy
+            weight, truncated = truncated_is_weights(old, torch.where(sampled, sampler, old), loss.sampler_is_cap)
+            per_token = per_token * weight
+            is_sum += (weight * sampled).sum().item()
+            is_truncated += (truncated & sampled).sum().item()
         if ref_logps is not None:
             kl = kl_fn(token_logp, _padded(ref_logps, idx, logp))
             per_token = per_token + loss.kl_coef * kl
@@ -442,13 +466,9 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
         clipped += (was_clipped.float() * target).sum().item()
         counted += target.sum().item()
         entropy_sum += (entropy.detach() * target).sum().item()
-        for row, s in enumerate(batch):  # train/inference mismatch: learner vs engine log-prob, same token
-            if s.sampler_logps:
-                n = len(s.sampler_logps)
-                mine = token_logp[row, len(s.ids) - 1 - n : len(s.ids) - 1].detach()
-                sampled = torch.tensor(s.loss_mask[len(s.ids) - n :], device=device)  # tools' output ids: 0
-                mismatch_sum += ((mine - torch.tensor(s.sampler_logps, device=device)).abs() * sampled).sum().item()
-                mismatch_count += int(sampled.sum().item())
+        # train/inference mismatch: learner vs engine log-prob of the same sampled token
+        mismatch_sum += ((token_logp.detach() - sampler).abs() * sampled).sum().item()
+        mismatch_count += int(sampled.sum().item())
     if prompts is not None:
         prompts.backward()
     grad_norm = clip_grad_norm(model, loss.grad_clip)
@@ -459,7 +479,24 @@ def policy_gradient_step(model, optimizer, seqs: list[Sequence], old_logps: list
         out["kl"] = kl_sum / max(counted, 1.0)
     if mismatch_count:
         out["logprob_mismatch"] = mismatch_sum / mismatch_count  # mean |log p_learner - log p_sampler| per token
+        if loss.sampler_is_cap:
+            out["sampler_is/ratio_mean"] = is_sum / mismatch_count
+            out["sampler_is/truncated_frac"] = is_truncated / mismatch_count
     return out
+
+
+def _sampler_logps(batch: list[Sequence], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The engines' log-probs of a micro-batch's sampled tokens in the learner's layout (position t predicts token
+    t+1; 0 elsewhere), and the mask of the positions that have one (sampled completion tokens; not the prompt, not
+    tools' output ids)."""
+    values = torch.zeros_like(like, requires_grad=False)
+    mask = torch.zeros(like.shape, dtype=torch.bool, device=like.device)
+    for row, s in enumerate(batch):
+        if s.sampler_logps:
+            n, end = len(s.sampler_logps), len(s.ids) - 1
+            values[row, end - n : end] = torch.tensor(s.sampler_logps, dtype=values.dtype)
+            mask[row, end - n : end] = torch.tensor(s.loss_mask[len(s.ids) - n :], dtype=torch.bool)
+    return values, mask
 
 
 def even_out(batches: list[list[int]], device: torch.device) -> list[list[int]]:

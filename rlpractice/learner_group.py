@@ -40,6 +40,7 @@ from rlpractice.learner import (
     sequence_logprobs,
     target_tokens,
     use_bf16,
+    use_cpu_settings,
 )
 
 
@@ -151,7 +152,7 @@ class LearnerGroup:
         self.ranks = [LearnerRank.options(
             num_cpus=learner.num_cpus_per_worker, num_gpus=learner.num_gpus_per_worker,
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i),
-        ).remote(i, n, learner.device, threads) for i in range(n)]
+        ).remote(i, n, learner.device, threads, learner.get("cpu_linear", "auto")) for i in range(n)]
         address, port = ray.get(self.ranks[0].address.remote())
         state = ray.put({k: v.detach().cpu() for k, v in model.state_dict().items()})
         backend = ray.get([r.setup.remote(address, port, model.config, state) for r in self.ranks])[0]
@@ -258,11 +259,11 @@ class LearnerRank(LocalLearner):
     """One learner rank: a `LocalLearner` whose policy is a shard (FSDP2), with its AdamW state and LR schedule; it
     runs learner.py's steps on the share of each batch the trainer gives it."""
 
-    def __init__(self, rank: int, world: int, device: str, threads: int):
+    def __init__(self, rank: int, world: int, device: str, threads: int, cpu_linear: str = "auto"):
         super().__init__(None)  # the policy comes with `setup`
         self.rank, self.world = rank, world
         self.device = pick_device(device)  # a GPU Ray gave this actor is its cuda:0
-        torch.set_num_threads(threads)
+        use_cpu_settings(threads, cpu_linear)
 
     def address(self) -> tuple[str, int]:
         """Where rank 0 listens for the others: this node's address and a free port."""

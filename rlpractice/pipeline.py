@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import ray
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as hf_logging
 
+from rlpractice import hardware
 from rlpractice import model as policy
 from rlpractice.caches import use_cache_dir
 from rlpractice.checkpoint import latest_state
@@ -26,7 +27,7 @@ from rlpractice.evaluation import evaluate
 from rlpractice.grading.gold import drop_ungradable
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import check_verifiers
-from rlpractice.learner import place
+from rlpractice.learner import place, use_cpu_settings
 from rlpractice.learner_group import trainer_device
 from rlpractice.rlhf import check_reward, heldout_proxy
 from rlpractice.rlhf import report as rlhf_report
@@ -45,6 +46,8 @@ from rlpractice.tracking import Tracker, plot_pass_rates
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.time()
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per RL step would bury ours
+    if chosen := hardware.resolve(cfg):  # `auto` knobs from what this machine has
+        print(chosen, flush=True)
     check(cfg)
     check_verifiers(cfg.verifier)  # a broken verifier plugin: one line, before anything starts
     check_reward(cfg)  # likewise a reward.model RL cannot use
@@ -54,6 +57,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise UserError(f"{run_dir} already holds a run (metrics.jsonl); add resume=true to continue it, "
                                 "or choose another hydra.run.dir. Nothing was changed.")
     use_cache_dir(cfg.cache_dir)
+    use_cpu_settings(cfg.learner.threads, cfg.learner.cpu_linear)
+    OmegaConf.save(cfg, run_dir / "config.yaml")  # the configuration as run, `auto` resolved (.hydra/ has the asked)
     book = load_book(cfg)  # before anything is written: a bad dataset leaves no half-made run behind
     tools = tool_settings(cfg)  # None: no tools
     runner = make_runner(tools) if tools else None  # here too: a sandbox that cannot isolate stops the run now

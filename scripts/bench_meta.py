@@ -4,8 +4,6 @@ benchmark's engine processes must set their threads before torch loads."""
 
 from __future__ import annotations
 
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -29,21 +27,13 @@ def commit() -> str | None:
     return head
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    """Cores this process may use, the CPU model, and the GPUs nvidia-smi lists (None without one)."""
+    """Cores this process may use, the CPU model, whether it computes bf16 natively and its relevant flags
+    (rlpractice/hardware.py), and the GPUs nvidia-smi lists (None without one)."""
+    from rlpractice.hardware import probe
+
     gpus = _output(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
-    return {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "cpu": cpu_model(), "gpu": ", ".join(gpus.splitlines()) if gpus else None}
+    return {**probe(cuda=bool(gpus)).record(), "gpu": ", ".join(gpus.splitlines()) if gpus else None}
 
 
 def command() -> list[str]:

@@ -188,3 +188,13 @@ def test_majority_vote_by_hand():
     assert not majority_correct([None, None], [False, False])
     keys = [answer_key(t) for t in [" 1 + 1 = 2. Answer: 1/2", "Answer: 0.5", "Answer: 2/4.", "no answer"]]
     assert keys == ["1/2", "1/2", "1/2", None]
+
+
+def test_truncated_is_weights_by_hand():
+    from rlpractice.algorithm.losses import truncated_is_weights
+
+    learner = torch.tensor([[-1.0, -2.0, -0.5]])
+    sampler = torch.tensor([[-1.0, -2.5, -3.0]])  # ratios e^0 = 1, e^0.5 = 1.6487, e^2.5 = 12.18
+    weights, truncated = truncated_is_weights(learner.requires_grad_(), sampler, cap=2.0)
+    assert weights[0].tolist() == pytest.approx([1.0, 1.6487, 2.0], abs=1e-4)
+    assert truncated.tolist() == [[False, False, True]] and not weights.requires_grad

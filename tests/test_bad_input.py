@@ -4,6 +4,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
+from rlpractice import hardware
 from rlpractice.config_checks import check
 from rlpractice.config_schema import composition_error
 from rlpractice.errors import UserError
@@ -11,12 +12,14 @@ from tests.conftest import ROOT, run_cli
 
 
 def compose_and_check(overrides: list[str]):
-    """What `python -m rlpractice` does before anything starts: compose (types, keys), then check (values)."""
+    """What `python -m rlpractice` does before anything starts: compose (types, keys), resolve the `auto` knobs from
+    this machine, then check (values)."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         try:
             cfg = compose("config", overrides=overrides)
         except HydraException as e:
             raise UserError(composition_error(e)) from e
+    hardware.resolve(cfg)
     check(cfg)
     return cfg
 
@@ -30,7 +33,8 @@ def compose_and_check(overrides: list[str]):
     ("textbook.answer_only=1.5", "textbook.answer_only=1.5"),
     ("model.path=/no/such/checkpoint", "model.path=/no/such/checkpoint: not an HF checkpoint"),
     ("rl.samples_per_prompt=1000000000", "needs about"),  # a group far larger than memory allows
-    ("sampler.num_samplers=3", "sampler.num_samplers=3: 3 engines x sampler.num_cpus_per_sampler=1 need 3 CPUs"),
+    ("sampler.num_samplers=4096",  # more engines than any machine has cores
+     "sampler.num_samplers=4096: 4096 engines x sampler.num_cpus_per_sampler=1 need 4096 CPUs"),
     ("learner.share_prompts=maybe", "learner.share_prompts='maybe': expected true or false"),
     ("learner.bf16=sometimes", "learner.bf16='sometimes': expected auto, true or false"),
     ("sampler.weight_sync=cuda_ipc", "sampler.weight_sync=cuda_ipc: the engines read the weights"),

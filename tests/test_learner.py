@@ -146,6 +146,49 @@ def test_logprob_mismatch_compares_the_same_completion_tokens():
     assert off["logprob_mismatch"] == pytest.approx(0.1, abs=1e-5)
 
 
+def _grads_and_metrics(seqs, loss):
+    model, tok = _tiny()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    out = policy_gradient_step(model, opt, seqs, None, loss, pad_id=tok.pad_token_id)
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]), out
+
+
+def test_sampler_importance_correction_is_a_no_op_when_engine_and_learner_agree():
+    from rlpractice.learner import sequence_logprobs
+
+    model, tok = _tiny()
+    ids, mask = [1, 5, 6, 7, 8], [0, 0, 1, 1, 1]
+    completion = sequence_logprobs(model, [Sequence(ids, mask)], tok.pad_token_id, 1000)[0][1:].tolist()
+    loss = LossSettings(aggregation="token_mean", grad_clip=1e9)
+    plain, _ = _grads_and_metrics([Sequence(ids, mask, 1.0, completion)], loss)
+    corrected, out = _grads_and_metrics([Sequence(ids, mask, 1.0, completion)],
+                                        LossSettings(aggregation="token_mean", grad_clip=1e9, sampler_is_cap=2.0))
+    assert out["logprob_mismatch"] == pytest.approx(0.0, abs=1e-5)
+    assert out["sampler_is/ratio_mean"] == pytest.approx(1.0, abs=1e-5) and out["sampler_is/truncated_frac"] == 0
+    assert torch.allclose(plain, corrected, atol=1e-7)
+
+
+def test_sampler_importance_correction_weights_each_token_by_its_truncated_ratio():
+    """Engine log-probs lower than the learner's by 0.5 on every token: each token's loss is weighted by
+    min(e^0.5, cap); with cap 2.0 that is 1.6487, with cap 1.2 it is 1.2 (all truncated). The policy-gradient term is
+    linear in the weight when every token has the same one, so the gradient scales by it exactly."""
+    from rlpractice.learner import sequence_logprobs
+
+    model, tok = _tiny()
+    ids, mask = [1, 5, 6, 7, 8], [0, 0, 1, 1, 1]
+    completion = sequence_logprobs(model, [Sequence(ids, mask)], tok.pad_token_id, 1000)[0][1:].tolist()
+    lower = [x - 0.5 for x in completion]
+    plain, _ = _grads_and_metrics([Sequence(ids, mask, 1.0, lower)], LossSettings(aggregation="token_mean",
+                                                                                  grad_clip=1e9))
+    for cap, weight, truncated in [(2.0, 1.6487, 0.0), (1.2, 1.2, 1.0)]:
+        grads, out = _grads_and_metrics([Sequence(ids, mask, 1.0, lower)],
+                                        LossSettings(aggregation="token_mean", grad_clip=1e9, sampler_is_cap=cap))
+        assert out["logprob_mismatch"] == pytest.approx(0.5, abs=1e-5)
+        assert out["sampler_is/ratio_mean"] == pytest.approx(weight, abs=1e-4)
+        assert out["sampler_is/truncated_frac"] == truncated
+        assert torch.allclose(grads, weight * plain, rtol=1e-3, atol=1e-7)
+
+
 def _algo(**overrides):
     from omegaconf import OmegaConf
 
@@ -352,7 +395,7 @@ def test_onednn_linear_layers_give_the_gradient_of_torch_linear(monkeypatch):
     """On a CPU in fp32 the learner's linear layers run through oneDNN: the same gradient within fp32 rounding."""
     from rlpractice import learner
 
-    if not learner._onednn():
+    if not learner.onednn_available():
         pytest.skip("this torch has no oneDNN")
     seqs = _groups_of_samples()
     calls = []
@@ -360,8 +403,10 @@ def test_onednn_linear_layers_give_the_gradient_of_torch_linear(monkeypatch):
     monkeypatch.setattr(learner._OneDNNLinear, "apply", lambda *a: calls.append(1) or real(*a))
     onednn = _pg_step(seqs, 20, share=True)
     assert calls  # the oneDNN path really ran
-    monkeypatch.setattr(learner, "_onednn", lambda: False)
+    monkeypatch.setattr(learner, "_cpu_linear", "aten")  # learner.cpu_linear=aten
+    before = len(calls)
     plain = _pg_step(seqs, 20, share=True)
+    assert len(calls) == before  # aten's linear layers ran instead
     assert torch.allclose(onednn[0], plain[0], atol=1e-5, rtol=1e-4)
     assert onednn[1]["loss"] == pytest.approx(plain[1]["loss"], rel=1e-4, abs=1e-6)
 

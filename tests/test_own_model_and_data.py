@@ -47,6 +47,7 @@ def test_rl_on_your_own_hf_checkpoint(tmp_path):
                       # every reward is 0), so step 2 shows whether the engines got the new weights
                       "rl.steps=2", "rl.logprob_mismatch_every=1",
                       "sampler.engine.dtype=float32",  # the learner's: the mismatch below is then ~0
+                      "algo.sampler_is=true",  # and the importance correction a no-op
                       "algo.entropy_coef=0.01", "algo.lr=0.01",
                       f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -56,6 +57,10 @@ def test_rl_on_your_own_hf_checkpoint(tmp_path):
     steps = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "rl"]
     assert [s["samples"] for s in steps] == [16, 16] and steps[0]["grad_norm"] > 0
     assert steps[1]["logprob_mismatch"] < 1e-3  # the engines serve the updated weights (tied embeddings too)
+    for s in steps:  # engines in the learner's precision: every importance weight ~1, none truncated
+        assert s["sampler_is/ratio_mean"] == pytest.approx(1.0, abs=2e-3) and s["sampler_is/truncated_frac"] == 0
+    config = (run_dir / "config.yaml").read_text()  # the configuration as run: `auto` resolved from the machine
+    assert "num_samplers: auto" not in config and "num_cpus: auto" not in config and "dtype: float32" in config
     assert (run_dir / "checkpoints" / "rl" / "config.json").is_file()
 
 

@@ -59,6 +59,17 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, num_sequen
     raise ValueError(f"algo.loss_aggregation={mode!r} is none of {AGGREGATIONS}")  # the config schema allows only those
 
 
+def truncated_is_weights(learner_logp: torch.Tensor, sampler_logp: torch.Tensor,
+                         cap: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token truncated importance weights  min(exp(learner_logp - sampler_logp), cap)  and the mask of tokens
+    at the cap. The engines sampled the tokens; when they compute in another precision than the learner, their
+    distribution differs slightly from the policy being trained, and weighting each token's loss by this ratio
+    makes the update the learner's on-policy one again (truncated, so a rare large ratio cannot dominate).
+    No gradient flows through the weights. Equal log-probs give weight 1 exactly: a no-op."""
+    ratio = torch.exp((learner_logp - sampler_logp).detach())
+    return ratio.clamp(max=cap), ratio > cap
+
+
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token k1 estimate of KL(policy || reference): logp - ref (unbiased, can be negative)."""
     return logp - ref_logp

@@ -19,13 +19,14 @@ class LossSettings:
     grad_clip: float = 1.0  # max gradient norm per optimiser step
     token_budget: int = 8192  # padded tokens per micro-batch (bounds memory, not the update)
     max_tokens: int = 64  # the constant length normaliser of seq_mean_token_sum_norm (max_new_tokens)
+    sampler_is_cap: float = 0.0  # > 0: truncated importance sampling on learner/engine ratios, capped here; 0: off
 
     @classmethod
     def from_config(cls, algo: DictConfig, max_new_tokens: int) -> LossSettings:
         return cls(eps_low=algo.epsilon_low, eps_high=algo.epsilon_high, aggregation=algo.loss_aggregation,
                    ratio_level=algo.ratio_level, kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
                    entropy_coef=algo.entropy_coef, grad_clip=algo.grad_clip, token_budget=algo.token_budget,
-                   max_tokens=max_new_tokens)
+                   max_tokens=max_new_tokens, sampler_is_cap=algo.sampler_is_cap if algo.sampler_is is True else 0.0)
 
     @property
     def needs_every_sample(self) -> bool:

@@ -7,6 +7,7 @@ can start before generation ends.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import Counter
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from rlpractice import hardware
 from rlpractice.caches import CACHE_VARIABLES
 from rlpractice.errors import UserError
 from rlpractice.rollout.sampler import SamplerActor
@@ -35,7 +37,8 @@ def start_ray(cluster: DictConfig) -> None:
     if cluster.address:
         ray.init(address=cluster.address, **kwargs)
     else:
-        ray.init(num_cpus=cluster.num_cpus, object_store_memory=cluster.object_store_mb * 2**20,
+        num_cpus = hardware.probe().cores if cluster.num_cpus == "auto" else cluster.num_cpus
+        ray.init(num_cpus=num_cpus, object_store_memory=cluster.object_store_mb * 2**20,
                  _temp_dir=cluster.temp_dir or None, **kwargs)
 
 
@@ -122,6 +125,9 @@ class Samplers:
         """`log_dir`: where each engine writes its own output (sampler_<i>.log); None leaves it to Ray, which
         copies it onto this process's console."""
         start_ray(cluster)
+        if any(str(v) == "auto" for v in (sampler.num_samplers, sampler.num_cpus_per_sampler, sampler.engine.dtype)):
+            sampler = copy.deepcopy(sampler)  # a config a run did not resolve first (hardware.resolve)
+            hardware.resolve_sampler(sampler, hardware.probe(), int(ray.available_resources().get("CPU", 1)))
         self.sampler, self.seed, self.log_dir = sampler, seed, log_dir
         self.weights = MODES[sampler.weight_sync](model_dir)  # how new weights reach the engines
         # the tokenizer stays with the first checkpoint; weight syncs only write model files

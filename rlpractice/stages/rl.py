@@ -120,8 +120,9 @@ def _run(cfg: DictConfig, learner, tokenizer, practice: list[Problem], samplers:
 def draw(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg: DictConfig, step: int) -> Batch:
     """Step `step`'s batch, drawn from `order` (a batch sampled ahead is drawn again after a resume)."""
     rl, algo = cfg.rl, cfg.algo
+    logprobs = wants_sampler_logprobs(step, rl, correcting=algo.get("sampler_is") is True)
     batch = draw_batch(samplers, pool, order, rl.prompts_per_step, rl.samples_per_prompt, algo.dynamic_sampling,
-                       algo.max_sampling_rounds, logprobs=wants_sampler_logprobs(step, rl), tools=tool_settings(cfg))
+                       algo.max_sampling_rounds, logprobs=logprobs, tools=tool_settings(cfg))
     batch.curriculum = curriculum_metrics(order) if rl.curriculum else {}
     return batch
 
@@ -136,12 +137,13 @@ def resume(checkpoint: Path, learner, order: PracticeOrder, tracker) -> int:
     return state["step"]
 
 
-def wants_sampler_logprobs(step: int, rl: DictConfig) -> bool:
+def wants_sampler_logprobs(step: int, rl: DictConfig, correcting: bool = False) -> bool:
     """Whether step `step` asks the engines for their log-probs: always when sampling ahead (they are the
-    behaviour policy's, for the importance ratio), else on steps 1, 1 + N, 1 + 2N, ... with N =
-    rl.logprob_mismatch_every, to measure the train/inference mismatch (0: never)."""
+    behaviour policy's, for the importance ratio) or `correcting` the engines' precision (algo.sampler_is), else
+    on steps 1, 1 + N, 1 + 2N, ... with N = rl.logprob_mismatch_every, to measure the train/inference mismatch
+    (0: never)."""
     every = rl.logprob_mismatch_every
-    return rl.max_staleness > 0 or bool(every and (step - 1) % every == 0)
+    return rl.max_staleness > 0 or correcting or bool(every and (step - 1) % every == 0)
 
 
 def learn_beside_engines(cores: list[int]) -> None:
