@@ -79,11 +79,7 @@ class LocalLearner:
         self.optimizer, self.schedule = adamw(self.model, lr, weight_decay, betas, warmup_steps, total_steps)
 
     def lm_step(self, seqs: list[Sequence], **kw) -> float:
-        """learner.lm_step on `seqs`, then a step of the learning-rate schedule."""
-        loss = lm_step(self.model, self.optimizer, seqs, **kw)
-        if self.schedule is not None:
-            self.schedule.step()
-        return loss
+        return lm_step(self.model, self.optimizer, seqs, **kw)
 
     def logprobs(self, seqs: list[Sequence], **kw) -> list[torch.Tensor]:
         return sequence_logprobs(self.model, seqs, **kw)
@@ -95,7 +91,8 @@ class LocalLearner:
         return self.schedule.get_last_lr()[0]
 
     def schedule_step(self) -> None:
-        """A step of the learning-rate schedule (RL: once per RL step, whatever its optimizer steps)."""
+        """A step of the learning-rate schedule: the stage's loop calls it once per stage step (an RL step, whatever
+        optimizer steps its update takes; a pretrain, SFT or rm step), the one place it is stepped."""
         if self.schedule is not None:
             self.schedule.step()
 

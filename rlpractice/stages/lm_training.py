@@ -64,6 +64,7 @@ def _train(stage: str, s: DictConfig, learner, tokenizer, data: list[Sequence], 
         batch = rng.sample(data, min(s.batch_size, len(data)))
         loss = learner.lm_step(batch, pad_id=tokenizer.pad_token_id, token_budget=s.token_budget,
                                grad_clip=s.grad_clip, bf16=bf16)
+        learner.schedule_step()
         bar.set_postfix(loss=f"{loss:.3f}")
         logged = step % s.log_every == 0 or step == s.steps
         metrics = {"loss": loss, "lr": learner.lr()} if logged else None

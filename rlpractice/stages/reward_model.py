@@ -177,8 +177,8 @@ def run_rm(cfg: DictConfig, start: str | Path, train: list[PreferencePair], held
     for step in bar:
         batch = rng.sample(data, min(s.batch_size, len(data)))
         metrics = preference_step(model, optimizer, batch, s.token_budget, s.grad_clip, s.center_coef, bf16)
-        schedule.step()
-        metrics["lr"] = schedule.get_last_lr()[0]
+        learner.schedule_step()
+        metrics["lr"] = learner.lr()
         if (s.eval_every and step % s.eval_every == 0) or step == s.steps:
             final = evaluate_pairs(model, held, s.token_budget, bf16)
             metrics |= {f"heldout/{k}": v for k, v in final.items()}

@@ -1,0 +1,90 @@
+"""The RL loop over a whole run on a tiny policy, with engines and graders replaced by fakes (quick; the real ones
+run in test_e2e.py): what a run promises that no single update shows."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from rlpractice import model as policy
+from rlpractice.grading.registry import Grade
+from rlpractice.learner import place
+from rlpractice.stages.rl import run_rl
+from rlpractice.textbook.problems import Problem
+from rlpractice.tokenizer import train_tokenizer
+from tests.conftest import ROOT
+
+
+class FakeEngines:
+    """Answers every prompt with the same few completions (ids from the real tokenizer), and takes new weights."""
+
+    restarts = 0
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.syncs = 0
+
+    def sample(self, prompts, n, logprobs=True, tools=None):
+        for i, prompt in enumerate(prompts):
+            texts = [f" Answer: {j % 3}" for j in range(n)]
+            comps = [(self.tokenizer(t, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id], t,
+                      "stop", None) for t in texts]
+            yield i, {"prompt_ids": self.tokenizer(prompt)["input_ids"], "completions": comps}
+
+    def sleep(self):
+        pass
+
+    def sync_from(self, model, sync_dir):
+        self.syncs += 1
+
+    def cores_left_here(self):
+        return []
+
+
+class FakeGrader:
+    def grade(self, completions, answers, columns):
+        return [Grade(float(c.strip().endswith(a)), "ok") for c, a in zip(completions, answers, strict=True)]
+
+
+class Rows:
+    """A tracker that keeps what is logged."""
+
+    def __init__(self):
+        self.rows = []
+
+    def log(self, stage, step, metrics):
+        self.rows.append({"stage": stage, "step": step, **metrics})
+
+
+def config(*overrides):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=["+experiment=math", "learner.device=cpu", "rl.prompts_per_step=2",
+                                            "rl.samples_per_prompt=4", "rl.eval_every=0", "rl.checkpoint_every=0",
+                                            "algo.sampler_is=false", *overrides])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = train_tokenizer(["Question: what is 1 + 1?\nAnswer: 2. 0 1 2"] * 20, 300)
+    return tok, [Problem(f"what is {i} + 1?", str((i + 1) % 3))
+                 for i in range(6)]
+
+
+def run(cfg, tiny, tmp_path) -> list[dict]:
+    tok, practice = tiny
+    model = policy.new_model(tok, 64, 1, 2, 128, 64, seed=0)
+    place(model, "cpu")
+    tracker = Rows()
+    last = run_rl(cfg, model, tok, practice, FakeEngines(tok), FakeGrader(), tracker, tmp_path, lambda step: {},
+                  cfg.seed)
+    assert last == cfg.rl.steps
+    return [r for r in tracker.rows if r["stage"] == "rl"]
+
+
+@pytest.mark.parametrize("algo", ["rft", "grpo"])
+def test_a_cosine_schedule_decays_to_zero_over_the_run_and_never_climbs_back(algo, tiny, tmp_path):
+    """One LR step per RL step, whatever the update does inside it (RFT's is a next-token step)."""
+    steps = 8
+    rows = run(config(f"algo={algo}", "algo.lr_schedule=cosine", f"rl.steps={steps}"), tiny, tmp_path)
+    lrs = [r["lr"] for r in rows]
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))
+    assert all(a > b for a, b in zip(lrs[:-1], lrs[1:], strict=True)), lrs
+    assert lrs[0] < config().algo.lr and lrs[-1] == pytest.approx(0.0, abs=1e-12)
