@@ -90,8 +90,8 @@ def main() -> None:
             continue
         slug = "".join(c if c.isalnum() else "_" for c in name)
         overrides = [f"model.path={sft}", "sft.steps=0", f"rl.steps={args.steps}", "rl.eval_every=0",
-                     "eval.samples_per_problem=1", "eval.k=[1]", "rl.checkpoint_every=0", *(f"{k}={v}" for k, v in settings.items()),
-                     *extra]
+                     "eval.samples_per_problem=1", "eval.k=[1]", "rl.checkpoint_every=0",
+                     *(f"{k}={v}" for k, v in settings.items()), *extra]
         run_dir = run_trainer(OUT / slug, overrides, "bench_settings")
         results[name] = {"name": name, "settings": settings, "median_s": median_step(run_dir)}
     fastest = min(results, key=lambda n: results[n]["median_s"]["step"])
