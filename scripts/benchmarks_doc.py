@@ -198,6 +198,10 @@ def compare(r: dict) -> Table:
     return head, rows
 
 
+def budget(r: dict) -> str:
+    return f"{r['rl_steps']} RL steps" if r.get("rl_steps") else f"RL wall budget {r['rl_time_budget_s']:g} s"
+
+
 def compare_extra(r: dict) -> list[str]:
     """The per-seed figures under the table of means."""
     if "seeds" not in r:
@@ -205,7 +209,7 @@ def compare_extra(r: dict) -> list[str]:
     metrics, seeds = list(r["sft"]), r["seeds"]
     return [f"Mean ± half-width of the 95% Student-t interval over seeds {', '.join(map(str, seeds))} (the SFT "
             f"checkpoint is shared; the change is each run's own, against its evaluation of that checkpoint at step "
-            f"0); RL wall budget {r['rl_time_budget_s']:g} s per run; curves: `{r.get('plot', 'compare.png')}` beside "
+            f"0); {budget(r)} per run; curves: `{r.get('plot', 'compare.png')}` beside "
             "the JSON. Per seed:", "",
             *markdown((["configuration", "seed", *[f"held-out {m}" for m in metrics], "change in pass@1", "RL steps"],
                        [[ALGO_NAMES.get(k, k), str(seed), *[f"{x['after_rl'][m]['values'][i]:.3f}" for m in metrics],

@@ -1,11 +1,14 @@
 """Held-out pass@1, pass@8 and maj@8 after RL for each RL configuration, over several seeds, from one SFT checkpoint.
 
-    .venv/bin/python scripts/compare_algorithms.py [--seeds 3] [--algos grpo,passk] [--budget 300] [overrides ...]
+    .venv/bin/python scripts/compare_algorithms.py [--seeds 3] [--algos grpo,passk] [--budget 300 | --steps N]
+                                                   [--out runs/compare] [overrides ...]
 
 First runs the default math experiment with `rl.steps=0` and seed 0 (pretrain + SFT + evaluation); then, from that
 SFT checkpoint, one RL run per configuration (a conf/algo/ file: grpo, dr_grpo, dapo, gspo, rloo, rft, passk) and
 seed 0 .. N-1, each with the same samples per step and the same RL wall-clock budget (`rl.time_budget_s`; each run
-stops after the step that crosses it). For each configuration it reports the mean over seeds and its 95% Student-t
+stops after the step that crosses it), or with --steps the same number of RL steps. A configuration may carry its
+own overrides after `@`: `--algos grpo,grpo@algo.sampler_is=false` compares the default with the importance
+correction against the same without it. For each configuration it reports the mean over seeds and its 95% Student-t
 interval (scripts/stats.py) of held-out pass@1, pass@8 and maj@8 after RL, and of their change from SFT: each run
 evaluates the SFT checkpoint at step 0 with its own seed, so the change is a per-seed paired difference.
 
@@ -37,10 +40,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--algos", default="grpo,passk",
                    help="comma-separated conf/algo/ choices (default grpo,passk; e.g. grpo,dr_grpo,dapo,rft,passk)")
     p.add_argument("--budget", type=float, default=300.0, help="RL wall-clock seconds per run (default 300)")
+    p.add_argument("--steps", type=int, default=0, help="> 0: this many RL steps per run instead of a wall budget")
+    p.add_argument("--out", type=Path, default=OUT, help="where the runs and compare.json go (default runs/compare)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. rl.prompts_per_step=16")
     args = p.parse_args(argv)
     args.algos = [a for a in args.algos.split(",") if a]
-    unknown = [a for a in args.algos if not (ROOT / "conf" / "algo" / f"{a}.yaml").exists()]
+    unknown = [a for a in args.algos if not (ROOT / "conf" / "algo" / f"{a.split('@')[0]}.yaml").exists()]
     if unknown or not args.algos:
         p.error(f"--algos: no conf/algo/ file for {', '.join(unknown) or 'an empty list'}")
     if args.seeds < 1 or args.budget <= 0:
@@ -88,27 +93,30 @@ def plot(run_dirs: dict[str, list[Path]], out_png: Path, metrics: tuple[str, ...
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    sft = json.loads((run_trainer(OUT / "sft", ["rl.steps=0", *args.overrides, "seed=0"], "compare")
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    sft = json.loads((run_trainer(out / "sft", ["rl.steps=0", *args.overrides, "seed=0"], "compare")
                       / "summary.json").read_text())
-    sft_ckpt = OUT / "sft" / "checkpoints" / "sft"
+    sft_ckpt = out / "sft" / "checkpoints" / "sft"
+    length = [f"rl.steps={args.steps}"] if args.steps else ["rl.steps=10000", f"rl.time_budget_s={args.budget}"]
     metrics = [m for m in METRICS if f"sft_{m}" in sft]  # an eval override may drop pass@8 or rename maj@8
     seeds = list(range(args.seeds))
     results, run_dirs = {}, {}
     for algo in args.algos:
-        run_dirs[algo] = [OUT / f"{algo}_seed{s}" for s in seeds]
-        runs = [json.loads((run_trainer(d, [f"model.path={sft_ckpt}", "sft.steps=0", f"algo={algo}", "rl.steps=10000",
-                                            f"rl.time_budget_s={args.budget}", *args.overrides, f"seed={s}"],
-                                        "compare") / "summary.json").read_text())
+        choice, *own = algo.split("@")
+        run_dirs[algo] = [out / f"{''.join(c if c.isalnum() else '_' for c in algo)}_seed{s}" for s in seeds]
+        overrides = [f"model.path={sft_ckpt}", "sft.steps=0", f"algo={choice}", *length, *own, *args.overrides]
+        runs = [json.loads((run_trainer(d, [*overrides, f"seed={s}"], "compare") / "summary.json").read_text())
                 for d, s in zip(run_dirs[algo], seeds, strict=True)]
         results[algo] = summarise(runs, metrics)
-    plot(run_dirs, OUT / "compare.png")
-    result = {**meta(), "overrides": args.overrides, "seeds": seeds, "rl_time_budget_s": args.budget,
+    plot(run_dirs, out / "compare.png")
+    result = {**meta(), "overrides": args.overrides, "seeds": seeds,
+              **({"rl_steps": args.steps} if args.steps else {"rl_time_budget_s": args.budget}),
               "heldout_problems": sft["heldout_problems"], "samples_per_problem": sft["eval_samples_per_problem"],
               "sft": {m: sft[f"sft_{m}"] for m in metrics}, "results": results, "plot": "compare.png"}
-    (OUT / "compare.json").write_text(json.dumps(result, indent=2))
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
     print("\n" + "\n".join(markdown(compare(result))))
-    print(f"\nwritten: {OUT / 'compare.json'}, {OUT / 'compare.png'}")
+    print(f"\nwritten: {out / 'compare.json'}, {out / 'compare.png'}")
 
 
 if __name__ == "__main__":
