@@ -53,12 +53,14 @@ PROMPTS, N, TOKENS, REPEATS = 32, 32, 48, 3
 
 def setup(checkpoint: str | None, shape: argparse.Namespace):
     from rlpractice import config_schema  # noqa: F401 - registers the schema conf/ names
+    from rlpractice import hardware  # imports no torch: the engines' processes set their threads first
     from rlpractice import model as policy
     from rlpractice.textbook.math_textbook import build_textbook
     from rlpractice.tokenizer import train_tokenizer
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=math"])
+    hardware.resolve_sampler(cfg.sampler, hardware.probe(cuda=False))  # the engines a run would start here
     book = build_textbook(0, 2000, 200, PROMPTS, 8, answer_only_fraction=0.5)
     prompts = [p.prompt for p in book.practice[:PROMPTS]]
     if checkpoint is None:
