@@ -52,8 +52,7 @@ PROMPTS, N, TOKENS, REPEATS = 32, 32, 48, 3
 
 
 def setup(checkpoint: str | None, shape: argparse.Namespace):
-    from rlpractice import config_schema  # noqa: F401 - registers the schema conf/ names
-    from rlpractice import hardware  # imports no torch: the engines' processes set their threads first
+    from rlpractice import config_schema, hardware  # noqa: F401 - config_schema registers the schema; no torch here
     from rlpractice import model as policy
     from rlpractice.textbook.math_textbook import build_textbook
     from rlpractice.tokenizer import train_tokenizer
