@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rlpractice.config_schema import ToolsConfig
 from rlpractice.grading.mathparse import extract_answer, plain_number
 from rlpractice.grading.pool import GradingPool
-from rlpractice.rollout.batch import Group, sample_groups, tool_metrics
-from rlpractice.rollout.samplers import Samplers
+from rlpractice.rollout.batch import Group, tool_metrics
+from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.problems import Problem
 
 
@@ -54,7 +55,7 @@ def answer_key(text: str) -> str | None:
 
 
 def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int],
-             tools: dict | None = None, proxy: Callable[[list[Group]], float] | None = None) -> dict:
+             tools: ToolsConfig | None = None, proxy: Callable[[list[Group]], float] | None = None) -> dict:
     """pass@k for each k in `ks`, maj@n, pass@1 per level and the mean completion length, from n samples per
     problem drawn and graded exactly as in RL (rollout/batch.py), with the same tool loop when `tools` is set; with
     `proxy` (a reward model's mean score), `rlhf/proxy` beside them."""

@@ -22,6 +22,7 @@ from rlpractice import model as policy
 from rlpractice.caches import use_cache_dir
 from rlpractice.checkpoint import latest_state
 from rlpractice.config_checks import check, check_writable
+from rlpractice.config_schema import ToolsConfig
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.gold import drop_ungradable
@@ -62,7 +63,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     book = load_book(cfg)  # before anything is written: a bad dataset leaves no half-made run behind
     tools = tool_settings(cfg)  # None: no tools
     runner = make_runner(tools) if tools else None  # here too: a sandbox that cannot isolate stops the run now
-    if tools and cfg.tools.textbook_calls and cfg.data.source == "textbook" and "calculator" in tools["names"]:
+    if tools and cfg.tools.textbook_calls and cfg.data.source == "textbook" and "calculator" in tools.names:
         book = calculator_textbook(book)
     tracker = Tracker(cfg, run_dir)
     pool = None
@@ -112,7 +113,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         ev = cfg.eval
         proxy = heldout_proxy(cfg, reward_path)  # the reward model's view of held-out samples, beside pass@1
 
-        def evaluate_at(step: int, with_tools: dict | None = tools, stage: str = "eval") -> dict:
+        def evaluate_at(step: int, with_tools: ToolsConfig | None = tools, stage: str = "eval") -> dict:
             t = time.time()
             result = evaluate(samplers, pool, list(book.heldout), ev.samples_per_problem, list(ev.k), with_tools,
                               proxy)
@@ -144,7 +145,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             "rl_gain": rl_eval["pass@1"] - sft_eval["pass@1"],
             **{f"sft_{k}": v for k, v in sft_eval.items() if k.startswith(("pass@", "maj@", "level"))},
             **{f"rl_{k}": v for k, v in rl_eval.items() if k.startswith(("pass@", "maj@", "level"))},
-            **({"tools": tools["names"]} if tools else {}),
+            **({"tools": tools.names} if tools else {}),
             **{f"{stage}_pass_at_1_no_tools": r["pass@1"] for stage, r in without.items()},
             **({f"{stage}_{k}": v for stage, r in (("sft", sft_eval), ("rl", rl_eval))
                 for k, v in r.items() if k.startswith("tools/")} if tools else {}),

@@ -149,9 +149,9 @@ def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool) -> tu
     samplers = Samplers(checkpoint, cfg.sampler, cfg.cluster, seed=0)
     started = [round(info["startup_s"], 2) for info in samplers.info]
     try:
-        return best_of(lambda: sum(len(c[0]) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos,
-                                                                                    logprobs=logprobs)
-                                   for c in chunk["completions"])), started
+        return best_of(lambda: sum(len(s.ids) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos,
+                                                                                     logprobs=logprobs)
+                                   for s in chunk.samples)), started
     finally:
         samplers.shutdown()
 

@@ -55,10 +55,10 @@ def main() -> None:
         ids = sampled = calls = 0
         for _, chunk in samplers.sample(prompts, args.n, ignore_eos=True, logprobs=False,
                                         tools=tools if with_tools else None):
-            for c in chunk["completions"]:
-                ids += len(c[0])
-                sampled += len(c[0]) - (sum(c[4]["tool_mask"]) if with_tools else 0)
-                calls += c[4]["calls"] if with_tools else 0
+            for s in chunk.samples:
+                ids += len(s.ids)
+                sampled += len(s.ids) - sum(s.tool_mask or [])
+                calls += s.tool_calls
         seconds = time.perf_counter() - start
         return {"seconds": seconds, "ids": ids, "sampled": sampled, "calls": calls}
 

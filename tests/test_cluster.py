@@ -18,8 +18,7 @@ from ray.cluster_utils import Cluster
 from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages
 from rlpractice.grading.pool import GradingPool
-from rlpractice.rollout.batch import sample_groups
-from rlpractice.rollout.samplers import Samplers
+from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
 from tests.conftest import ROOT

@@ -69,11 +69,12 @@ def test_head_size_vllm_cannot_serve_is_refused_up_front():
 
 
 def _group(prompt_ids, samples):
+    from rlpractice.grading.registry import Grade
     from rlpractice.rollout.batch import Group, Sample
     from rlpractice.textbook.problems import Problem
 
     problem = Problem("q", "1", "", 1)
-    return Group(problem, prompt_ids, [Sample(ids, "t", reward, "r", "stop") for ids, reward in samples])
+    return Group(problem, prompt_ids, [Sample(ids, "t", "stop", grade=Grade(reward, "r")) for ids, reward in samples])
 
 
 def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():

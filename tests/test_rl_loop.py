@@ -7,6 +7,7 @@ from hydra import compose, initialize_config_dir
 from rlpractice import model as policy
 from rlpractice.grading.registry import Grade
 from rlpractice.learner import place
+from rlpractice.rollout.batch import Group, Sample
 from rlpractice.stages.rl import run_rl
 from rlpractice.textbook.problems import Problem
 from rlpractice.tokenizer import train_tokenizer
@@ -23,11 +24,12 @@ class FakeEngines:
         self.syncs = 0
 
     def sample(self, prompts, n, logprobs=True, tools=None):
+        eos = [self.tokenizer.eos_token_id]
         for i, prompt in enumerate(prompts):
             texts = [f" Answer: {j % 3}" for j in range(n)]
-            comps = [(self.tokenizer(t, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id], t,
-                      "stop", None) for t in texts]
-            yield i, {"prompt_ids": self.tokenizer(prompt)["input_ids"], "completions": comps}
+            yield i, Group(None, self.tokenizer(prompt)["input_ids"],
+                           [Sample(self.tokenizer(t, add_special_tokens=False)["input_ids"] + eos, t, "stop")
+                            for t in texts])
 
     def sleep(self):
         pass

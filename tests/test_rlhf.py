@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from rlpractice import model as policy
 from rlpractice.config_checks import check
 from rlpractice.errors import UserError
+from rlpractice.grading.registry import Grade
 from rlpractice.learner import place
 from rlpractice.rlhf import RewardModelReward, check_reward, over_optimisation, plot_over_optimisation
 from rlpractice.rollout.batch import Batch, Group, Sample
@@ -43,8 +44,8 @@ def batch_of(tokenizer, rewards: list[list[float]]) -> Batch:
     for i, group in enumerate(rewards):
         prompt = tokenizer(f"Question: what is {i} + 3?\nAnswer:")["input_ids"]
         texts = [f" {i + j} is it." for j in range(len(group))]
-        samples = [Sample(tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id], t, r, "ok",
-                          "stop") for t, r in zip(texts, group, strict=True)]
+        samples = [Sample(tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id], t, "stop",
+                          grade=Grade(r, "ok")) for t, r in zip(texts, group, strict=True)]
         groups.append(Group(Problem(f"q{i}", str(i + 3)), prompt, samples))
     return Batch(groups)
 

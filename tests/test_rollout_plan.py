@@ -45,3 +45,13 @@ def test_engine_env_from_the_config_reaches_the_engines():
     env = engine_env(OmegaConf.create({"engine_in_process": True, "weight_sync": "filesystem",
                                        "engine_env": {"VLLM_USE_AOT_COMPILE": 0, "VLLM_CPU_KVCACHE_SPACE": "2"}}))
     assert env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_USE_AOT_COMPILE": "0", "VLLM_CPU_KVCACHE_SPACE": "2"}
+
+
+def test_the_sampler_actors_module_imports_no_torch():
+    """The actor sets its engine's thread settings before torch loads (`set_engine_threads`): its module, and the
+    rollout records it builds, must not import torch themselves."""
+    import subprocess
+    import sys
+
+    code = "import sys, rlpractice.rollout.sampler; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -46,7 +46,7 @@ def test_weight_sync_changes_what_the_engine_serves(tmp_path):
 
         def greedy() -> list[int]:
             [(_, chunk)] = list(samplers.sample([PROMPT], 1, temperature=0.0))
-            ids = chunk["completions"][0][0]
+            ids = chunk.samples[0].ids
             return [t for t in ids if t != tok.eos_token_id]
 
         assert greedy() == hf_greedy(model, tok, PROMPT, 12)
@@ -69,7 +69,7 @@ def test_weight_sync_changes_what_the_engine_serves(tmp_path):
 
         # a large group is split into requests and calls, and every sample comes back
         chunks = list(samplers.sample([PROMPT, PROMPT + " "], 40))
-        per_prompt = [sum(len(c["completions"]) for i, c in chunks if i == k) for k in (0, 1)]
+        per_prompt = [sum(len(c.samples) for i, c in chunks if i == k) for k in (0, 1)]
         assert per_prompt == [40, 40] and len(chunks) == 10
     finally:
         samplers.shutdown()

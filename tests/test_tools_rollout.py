@@ -18,11 +18,11 @@ from rlpractice.algorithm.settings import LossSettings
 from rlpractice.grading.pool import GradingPool
 from rlpractice.learner import policy_gradient_step
 from rlpractice.policy_update import sequences
-from rlpractice.rollout.batch import sample_groups, tool_metrics
-from rlpractice.rollout.samplers import Samplers
+from rlpractice.rollout.batch import tool_metrics
+from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
-from rlpractice.tools.rollout import encode_result
+from rlpractice.tools.rollout import encode_result, tool_settings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -73,8 +73,7 @@ def test_tool_rollout_appends_tool_ids_masks_them_and_trains(tmp_path):
     tok = train_tokenizer(book.exposition, 400)
     model = policy.new_model(tok, 64, 2, 2, 128, 256, seed=0)
     policy.save(model, tok, tmp_path / "ckpt")
-    tools = dict(cfg.tools)
-    tools = {k: list(v) if k in ("names", "plugins") else v for k, v in tools.items()}
+    tools = tool_settings(cfg)
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     pool = GradingPool.from_config(cfg.verifier)
     try:
@@ -157,17 +156,17 @@ def test_python_tool_runs_a_models_code_in_the_sandbox_inside_a_rollout(tmp_path
         cfg = compose("config", overrides=[
             "+experiment=math", "+tools=python", "sampler.num_samplers=1", "sampler.max_new_tokens=48",
             "sampler.engine.dtype=float32", "sampler.engine.enforce_eager=true", "model.max_seq_len=128"])
-    tools = {k: list(v) if k in ("names", "plugins") else v for k, v in dict(cfg.tools).items()}
+    tools = tool_settings(cfg)
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
         [(_, chunk)] = list(samplers.sample([prompt], 4, temperature=0.0, logprobs=True, tools=tools))
     finally:
         samplers.shutdown()
         ray.shutdown()
-    for c_ids, text, _, logps, stats in chunk["completions"]:
-        assert stats["calls"] == 1 and stats["errors"] == 0 and stats["timeouts"] == 0 and stats["tool_s"] > 0
-        assert text.startswith(program.lstrip("\n")) or text.startswith(program), text
-        [(a, b)] = runs(stats["tool_mask"])
-        assert tok.decode(c_ids[a:b]) == "\n42\n```\n"  # the sandbox's output, encoded on its own
-        assert c_ids[a:b] == encode_result(tok, "\n42\n```\n") and all(x == 0.0 for x in logps[a:b])
-        assert tok.decode(c_ids[:a]).endswith("```output")  # the call the model wrote, up to its stop string
+    for s in chunk.samples:
+        assert s.tool_calls == 1 and s.tool_errors == 0 and s.tool_timeouts == 0 and s.tool_s > 0
+        assert s.text.startswith(program.lstrip("\n")) or s.text.startswith(program), s.text
+        [(a, b)] = runs(s.tool_mask)
+        assert tok.decode(s.ids[a:b]) == "\n42\n```\n"  # the sandbox's output, encoded on its own
+        assert s.ids[a:b] == encode_result(tok, "\n42\n```\n") and all(x == 0.0 for x in s.sampler_logps[a:b])
+        assert tok.decode(s.ids[:a]).endswith("```output")  # the call the model wrote, up to its stop string

@@ -6,9 +6,11 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
+from rlpractice.config_schema import ToolsConfig
+from rlpractice.grading.registry import Grade
 from rlpractice.learner import Sequence, prompt_length, target_tokens
 from rlpractice.policy_update import sequences
-from rlpractice.rollout.batch import Group, Sample, tool_fields, tool_metrics
+from rlpractice.rollout.batch import Group, Sample, tool_metrics
 from rlpractice.stages.sft import worked_sequence
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.textbook.problems import Problem
@@ -36,8 +38,8 @@ def runner():
 
 
 def test_sequences_mask_tool_output_ids():
-    sample = Sample(ids=[5, 6, 7, 8, 9, 2], text="", reward=1.0, reason="", finish="stop",
-                    sampler_logps=[-1.0, -1.0, 0.0, 0.0, -1.0, -1.0], tool_mask=[0, 0, 1, 1, 0, 0], tool_calls=1)
+    sample = Sample(ids=[5, 6, 7, 8, 9, 2], text="", finish="stop", sampler_logps=[-1.0, -1.0, 0.0, 0.0, -1.0, -1.0],
+                    tool_mask=[0, 0, 1, 1, 0, 0], tool_calls=1)
     [seq] = sequences(Group(Problem("q", "1"), [11, 12, 13], [sample]))
     assert seq.ids == [11, 12, 13, 5, 6, 7, 8, 9, 2]
     assert seq.loss_mask == [0, 0, 0, 1, 1, 0, 0, 1, 1]
@@ -46,18 +48,15 @@ def test_sequences_mask_tool_output_ids():
 
 
 def test_sequences_without_tools_learn_every_completion_token():
-    [seq] = sequences(Group(Problem("q", "1"), [11], [Sample([5, 6], "", 0.0, "", "stop")]))
+    [seq] = sequences(Group(Problem("q", "1"), [11], [Sample([5, 6], "", "stop")]))
     assert seq.loss_mask == [0, 1, 1]
 
 
-def test_tool_fields_and_metrics_read_a_tool_rollout_completion():
-    stats = {"tool_mask": [0, 1, 0], "calls": 2, "errors": 1, "timeouts": 1, "tool_s": 0.5}
-    fields = tool_fields(([1, 2, 3], "t", "stop", None, stats))
-    assert fields["tool_mask"] == [0, 1, 0] and fields["tool_calls"] == 2
-    assert tool_fields(([1], "t", "stop", None)) == {}  # plain sampling: no tool fields
-    right = Sample([1], "", 1.0, "", "stop", **fields)
-    plain = Sample([1], "", 1.0, "", "stop", tool_mask=[0])
-    m = tool_metrics([right, plain, Sample([1], "", 0.0, "", "stop", tool_mask=[0])])
+def test_tool_metrics_read_the_samples_tool_record():
+    right = Sample([1, 2, 3], "t", "stop", tool_mask=[0, 1, 0], tool_calls=2, tool_errors=1, tool_timeouts=1,
+                   tool_s=0.5, grade=Grade(1.0, ""))
+    plain = Sample([1], "", "stop", tool_mask=[0], grade=Grade(1.0, ""))
+    m = tool_metrics([right, plain, Sample([1], "", "stop", tool_mask=[0], grade=Grade(0.0, ""))])
     assert m["tools/calls_per_completion"] == pytest.approx(2 / 3)
     assert m["tools/error_rate"] == 0.5 and m["tools/timeout_rate"] == 0.5
     assert m["tools/correct_with_tool"] == 0.5  # one of the two correct samples called a tool
@@ -105,7 +104,7 @@ def test_tools_are_off_by_default_and_on_in_the_tools_experiment():
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         assert tool_settings(compose("config", overrides=["+experiment=math"])) is None
         on = tool_settings(compose("config", overrides=["+experiment=math_tools"]))
-    assert on["names"] == ["calculator"] and on["textbook_calls"] and on["max_calls"] >= 1
+    assert on.names == ["calculator"] and on.textbook_calls and on.max_calls >= 1
 
 
 def test_make_runner_imports_a_users_tool_plugin_and_sets_up_the_sandbox(tmp_path):
@@ -114,7 +113,7 @@ def test_make_runner_imports_a_users_tool_plugin_and_sets_up_the_sandbox(tmp_pat
     plugin = tmp_path / "shout.py"
     plugin.write_text("from rlpractice.tools import tool\n\n@tool('shout')\ndef shout(text: str) -> str:\n"
                       "    return text.upper()\n")
-    runner = make_runner({"names": ["calculator", "python", "shout"], "plugins": [str(plugin)], "sandbox": "auto"})
+    runner = make_runner(ToolsConfig(names=["calculator", "python", "shout"], plugins=[str(plugin)]))
     try:
         assert runner.stop_strings == ["</shout>", ">>", "```output"]
         shout, code = runner.run([runner.parse("say <shout>hi</shout>"), Call("python", "print(6 * 7)")])

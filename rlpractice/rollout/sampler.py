@@ -11,6 +11,9 @@ from pathlib import Path
 
 import ray
 
+from rlpractice.config_schema import ToolsConfig
+from rlpractice.rollout.batch import Group, Sample
+
 
 def write_files(files: dict[str, bytes], folder: str | None = None) -> str:
     """Checkpoint files shipped through Ray's object store, written to a folder on this node."""
@@ -105,8 +108,8 @@ class SamplerActor:
                 "omp_threads": os.environ["OMP_NUM_THREADS"]}
 
     def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
-                 top_p: float, ignore_eos: bool = False, logprobs: bool = True) -> list[dict]:
-        """For each (prompt, n): prompt token ids and n completions (token ids, text, finish reason, and, with
+                 top_p: float, ignore_eos: bool = False, logprobs: bool = True) -> list[Group]:
+        """For each (prompt, n): the prompt's token ids and n samples (token ids, text, finish reason, and, with
         `logprobs`, the sampler's log-prob of each sampled token, else None: they cost sampling time, see
         scripts/bench_sampling.py --logprobs). The text comes from one batch decode of the call's completions
         (`sampling_params`), the same text as vLLM's own (skip_special_tokens).
@@ -115,36 +118,30 @@ class SamplerActor:
         outputs = self.llm.generate([p for p, _ in requests], params, use_tqdm=False)
         texts = iter(self.llm.get_tokenizer().batch_decode([c.token_ids for out in outputs for c in out.outputs],
                                                            skip_special_tokens=True))
-        return [
-            {
-                "prompt_ids": list(out.prompt_token_ids),
-                "completions": [
-                    # flat log-probs with logprobs=0: one entry per position, the sampled token's
-                    (list(c.token_ids), next(texts), c.finish_reason, list(c.logprobs.logprobs) if logprobs else None)
-                    for c in out.outputs
-                ],
-            }
-            for out in outputs
-        ]
+        # flat log-probs with logprobs=0: one entry per position, the sampled token's
+        return [Group(None, list(out.prompt_token_ids),
+                      [Sample(list(c.token_ids), next(texts), c.finish_reason,
+                              list(c.logprobs.logprobs) if logprobs else None) for c in out.outputs])
+                for out in outputs]
 
     def generate_with_tools(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
-                            top_p: float, logprobs: bool, tools: dict, ignore_eos: bool = False) -> list[dict]:
-        """`generate` with tool calls (rlpractice/tools/rollout.py): each completion is the engine's ids plus the
-        tools' output ids, and its fifth field says which ids are tool output and what the tools did. `tools`:
-        the run's `tools` config as a dict; its runner is made once per engine (plugins import here)."""
+                            top_p: float, logprobs: bool, tools: ToolsConfig, ignore_eos: bool = False) -> list[Group]:
+        """`generate` with tool calls (rlpractice/tools/rollout.py): each sample's ids are the engine's ids plus the
+        tools' output ids, with its `tool_mask` and what the tools did. The runner of `tools` (the run's `tools`
+        config) is made once per engine (plugins import here)."""
         from rlpractice.tools.rollout import make_runner, tool_rollouts
 
-        key = repr(sorted(tools.items()))
-        if getattr(self, "_tools_key", None) != key:
-            self.runner, self._tools_key = make_runner(tools), key
+        if getattr(self, "tools", None) != tools:
+            self.runner, self.tools = make_runner(tools), tools
         tokenizer = self.llm.get_tokenizer()
         prompt_ids = [list(tokenizer.encode(p)) for p, _ in requests]  # as vLLM's own prompt rendering does
         params = sampling_params(1, max_tokens, temperature, top_p, ignore_eos, logprobs)
         grouped = tool_rollouts(self.llm.llm_engine, tokenizer, prompt_ids, [n for _, n in requests], params,
-                                self.runner, tools["max_calls"], max_tokens, logprobs)
+                                self.runner, tools.max_calls, max_tokens, logprobs)
         texts = iter(tokenizer.batch_decode([r.ids for rs in grouped for r in rs], skip_special_tokens=True))
-        return [{"prompt_ids": ids, "completions": [(r.ids, next(texts), r.finish, r.logps if logprobs else None,
-                                                     r.stats()) for r in rs]}
+        return [Group(None, ids, [Sample(r.ids, next(texts), r.finish, r.logps if logprobs else None, r.tool_mask,
+                                         tool_calls=r.calls, tool_errors=r.errors, tool_timeouts=r.timeouts,
+                                         tool_s=r.tool_s) for r in rs])
                 for ids, rs in zip(prompt_ids, grouped, strict=True)]
 
     def close(self) -> None:

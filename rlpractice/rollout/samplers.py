@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,32 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlpractice import hardware
 from rlpractice.caches import CACHE_VARIABLES
+from rlpractice.config_schema import ToolsConfig
 from rlpractice.errors import UserError
+from rlpractice.grading.pool import GradingPool
+from rlpractice.rollout.batch import Group
 from rlpractice.rollout.sampler import SamplerActor
 from rlpractice.rollout.weight_sync import MODES
+from rlpractice.textbook.problems import Problem
+
+
+def sample_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, logprobs: bool = True,
+                  tools: ToolsConfig | None = None) -> tuple[list[Group], float]:
+    """n graded samples per problem, and the seconds spent grading. Chunks are graded as they stream in, so
+    grading overlaps generation; with `logprobs` each sample keeps the engine's log-probs; with `tools` the
+    samples call tools as they write."""
+    groups = [Group(p, []) for p in problems]
+    grade_s = 0.0
+    for i, chunk in samplers.sample([p.prompt for p in problems], n, logprobs=logprobs, tools=tools):
+        t = time.time()
+        grades = pool.grade([s.text for s in chunk.samples], [problems[i].answer] * len(chunk.samples),
+                            [problems[i].columns] * len(chunk.samples))
+        grade_s += time.time() - t
+        for sample, grade in zip(chunk.samples, grades, strict=True):
+            sample.grade = grade
+        groups[i].prompt_ids = chunk.prompt_ids
+        groups[i].samples += chunk.samples
+    return groups, grade_s
 
 
 def start_ray(cluster: DictConfig) -> None:
@@ -194,11 +218,11 @@ class Samplers:
                   f"weights and retried its requests (restart {self.restarts})", flush=True)
 
     def sample(self, prompts: list[str], n: int, temperature: float | None = None, ignore_eos: bool = False,
-               logprobs: bool = True, tools: dict | None = None) -> Iterator[tuple[int, dict]]:
-        """Yield (prompt_index, {"prompt_ids", "completions"}) chunks as they finish; n per prompt in total.
-        `ignore_eos` makes every completion max_new_tokens long (for benchmarks); `logprobs` returns the
-        engine's log-prob of each sampled token (see `SamplerActor.generate`); `tools` (the `tools` config as a
-        dict) samples with tool calls (`SamplerActor.generate_with_tools`)."""
+               logprobs: bool = True, tools: ToolsConfig | None = None) -> Iterator[tuple[int, Group]]:
+        """Yield (prompt_index, a group of its samples) as they finish; n per prompt in total. `ignore_eos` makes
+        every completion max_new_tokens long (for benchmarks); `logprobs` returns the engine's log-prob of each
+        sampled token (see `SamplerActor.generate`); `tools` (the run's `tools` config) samples with tool calls
+        (`SamplerActor.generate_with_tools`)."""
         s = self.sampler
         self._wake()
         calls = plan_calls(len(prompts), n, s.max_samples_per_request, s.samples_per_call, len(self.actors))

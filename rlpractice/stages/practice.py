@@ -5,13 +5,20 @@ Curriculum: every problem's pass rate is tracked across steps, and problems are 
 p(1 - p) (p: the Beta(1, 1)-smoothed pass rate; unseen problems count as p = 0.5), so problems the
 model always or never solves, which give GRPO no signal, come up less often.
 
-`state()` is what a checkpoint keeps, so a resumed run draws exactly what it would have drawn.
+`state()` is what a checkpoint keeps, so a resumed run draws exactly what it would have drawn. `draw_batch` draws
+a step's problems from the order, samples and grades a group for each.
 """
 
 from __future__ import annotations
 
 import random
+import time
 
+from rlpractice.algorithm.dynamic_sampling import filtered_fraction, informative
+from rlpractice.config_schema import ToolsConfig
+from rlpractice.grading.pool import GradingPool
+from rlpractice.rollout.batch import Batch
+from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.problems import Problem
 
 FLOOR = 0.01  # the smallest draw weight: solved and hopeless problems still come back now and then
@@ -62,3 +69,24 @@ class PracticeOrder:
         self.rng.setstate((version, tuple(internal), gauss))
         self.queue = list(state["queue"])
         self.stats = {q: list(v) for q, v in state.get("stats", {}).items()}
+
+
+def draw_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, prompts: int, n: int,
+               dynamic_sampling: bool = False, max_rounds: int = 1, logprobs: bool = True,
+               tools: ToolsConfig | None = None) -> Batch:
+    """`prompts` problems from `order`, each with a graded group of n samples. With `dynamic_sampling` (DAPO),
+    groups with no reward variance are dropped and more problems drawn to refill the batch, for at most
+    `max_rounds` rounds; if none at all was informative, the last round is kept (zero advantages)."""
+    start, groups, grade_s, seen = time.time(), [], 0.0, 0
+    for _ in range(max_rounds if dynamic_sampling else 1):
+        drawn, secs = sample_groups(samplers, pool, order.take(prompts - len(groups)), n, logprobs, tools)
+        grade_s += secs
+        seen += len(drawn)
+        for g in drawn:
+            order.record(g.problem, g.rewards)
+        groups += [g for g in drawn if not dynamic_sampling or informative(g.rewards)]
+        if len(groups) == prompts:
+            break
+    filtered = filtered_fraction(len(groups), seen)
+    return Batch(groups or drawn, sample_s=time.time() - start - grade_s, grade_s=grade_s, filtered=filtered,
+                 order_state=order.state())

@@ -23,11 +23,11 @@ from rlpractice.grading.pool import GradingPool
 from rlpractice.learner_group import LocalLearner, learner_bf16, make_learner
 from rlpractice.policy_update import make_update
 from rlpractice.rlhf import RewardModelReward
-from rlpractice.rollout.batch import Batch, draw_batch
+from rlpractice.rollout.batch import Batch
 from rlpractice.rollout.prefetch import Prefetcher
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.learning_signal import LearningSignal
-from rlpractice.stages.practice import PracticeOrder
+from rlpractice.stages.practice import PracticeOrder, draw_batch
 from rlpractice.stages.rl_metrics import (
     all_failed,
     curriculum_metrics,

@@ -15,10 +15,11 @@ the tokens after the last full block are prefilled again.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 
+from rlpractice.config_schema import ToolsConfig
 from rlpractice.plugins import import_plugin
 from rlpractice.tools.runner import ToolResult, ToolRunner
 
@@ -30,24 +31,24 @@ def encode_result(tokenizer, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
-def tool_settings(cfg) -> dict | None:
-    """The run's `tools` config as a plain dict (what sampler actors receive), or None when it names no tool."""
+def tool_settings(cfg) -> ToolsConfig | None:
+    """The run's `tools` config as its typed value (what sampler actors receive), or None when it names no tool."""
     from omegaconf import OmegaConf
 
     tools = cfg.get("tools")
-    return OmegaConf.to_container(tools, resolve=True) if tools is not None and tools.names else None
+    return OmegaConf.to_object(tools) if tools is not None and tools.names else None
 
 
-def make_runner(settings: Mapping) -> ToolRunner:
-    """The tools `settings` (the run's `tools` config as a dict) names, after importing its plugins and setting up
-    the python tool's sandbox (UserError when it cannot isolate code here)."""
-    for ref in settings.get("plugins", []):
+def make_runner(settings: ToolsConfig) -> ToolRunner:
+    """The tools `settings` names, after importing its plugins and setting up the python tool's sandbox (UserError
+    when it cannot isolate code here)."""
+    for ref in settings.plugins:
         import_plugin(ref, "tools.plugins")
-    if "python" in settings["names"]:
+    if "python" in settings.names:
         from rlpractice.tools import python_tool
 
-        python_tool.configure(settings.get("sandbox", "auto"))
-    return ToolRunner(settings["names"], max_result_chars=settings.get("max_result_chars", 512))
+        python_tool.configure(settings.sandbox)
+    return ToolRunner(settings.names, max_result_chars=settings.max_result_chars)
 
 
 class StopSettings:
@@ -111,10 +112,6 @@ class Rollout:
     tool_s: float = 0.0
     turn: int = 0  # requests made so far (request ids must be unique)
     written: int = 0  # where the text after the last tool result starts, in `ids`
-
-    def stats(self) -> dict:
-        return {"tool_mask": self.tool_mask, "calls": self.calls, "errors": self.errors, "timeouts": self.timeouts,
-                "tool_s": self.tool_s}
 
 
 def tool_rollouts(engine, tokenizer, prompt_ids: list[list[int]], counts: list[int], params, runner: ToolRunner,
