@@ -90,7 +90,83 @@ def step_extra(r: dict) -> list[str]:
             "engines' queue behind the next generation."]
 
 
+def mean_pm(s: dict, digits: int = 0, unit: str = "") -> str:
+    """A mean with the half-width of its 95% interval (none for one value), `-` without a mean."""
+    if s["mean"] is None:
+        return "-"
+    half = "" if s["half_width"] is None else f" ± {s['half_width']:.{digits}f}"
+    return f"{s['mean']:.{digits}f}{half}{unit}"
+
+
+def ratio_pm(s: dict, digits: int = 2) -> str:
+    return "-" if s["mean"] is None else \
+        f"**{s['mean']:.{digits}f}x**" + ("" if s["half_width"] is None else f" ± {s['half_width']:.{digits}f}")
+
+
+def span(values: list) -> str:
+    return f"{min(values)}-{max(values)}" if min(values) != max(values) else str(values[0])
+
+
+VS_TRL_NAMES = (("rlpractice", "rlpractice"), ("trl", "TRL `GRPOTrainer`"))
+
+
 def vs_trl(r: dict) -> Table:
+    """vs_trl.json over seeds: means ± half-widths; the ratios are the means of the per-seed ratios."""
+    if "seeds" not in r:
+        return vs_trl_one_seed(r)
+    target, n = r["setup"]["target_pass@1"], len(r["seeds"])
+    head = ["", "samples/s", f"seconds to held-out pass@1 {target}, interpolated", "seeds that reached it",
+            "held-out pass@1 after the budget", "step (median)", "steps in the budget"]
+    t = r["time_to_target_ratio_interpolated"]
+    rows = [["rlpractice / TRL", ratio_pm(r["samples_per_s_ratio"]),
+             f"{ratio_pm(t)} (seeds where both reached it)", f"both: {t['n']} of {n}", "", "", ""]]
+    for name, label in VS_TRL_NAMES:
+        x = r[name]
+        rows.append([label, mean_pm(x["samples_per_s"]), mean_pm(x["seconds_to_target_interpolated"], unit=" s"),
+                     f"{x['seconds_to_target_interpolated']['n']} of {n}", mean_pm(x["final_pass@1"], 3),
+                     mean_pm(x["median_step_s"], 2, " s"), span(x["steps"])])
+    return head, rows
+
+
+def seed_time(x: dict) -> str:
+    """One run's seconds to the target, interpolated (at an eval point); `> S s` when it missed it."""
+    if x["seconds_to_target_interpolated"] is None:
+        return f"> {x['evaluated_seconds']:.0f} s"
+    return f"{x['seconds_to_target_interpolated']:.0f} s ({num(x['seconds_to_target'], 0)} s)"
+
+
+def seed_time_ratio(run: dict) -> str:
+    for key, sign in (("time_to_target_ratio_interpolated", ""), ("time_to_target_ratio_at_most", "< "),
+                      ("time_to_target_ratio_at_least", "> ")):
+        if run.get(key) is not None:
+            return f"{sign}{run[key]:.2f}x"
+    return "-"
+
+
+def vs_trl_extra(r: dict) -> list[str]:
+    """The setting, how a missed target counts, and the per-seed figures under the table of means."""
+    if "seeds" not in r:
+        return vs_trl_extra_one_seed(r)
+    s = r["setup"]
+    return [f"Mean ± half-width of the 95% Student-t interval over seeds {', '.join(map(str, r['seeds']))}; each seed "
+            f"runs both trainers from one SFT checkpoint, {s['budget_s']:.0f} s of training each, "
+            f"{s['prompts_per_step']} problems x {s['samples_per_prompt']} samples per optimizer step, target held-out "
+            f"pass@1 {s['target_pass@1']}. The ratios are the means of the per-seed ratios. A run that misses the "
+            "target shows `> S s` (S: its training seconds at its last evaluation); the time to the target is the mean "
+            "over the seeds that reached it, the time ratio over the seeds where both did; a seed where only one did "
+            "bounds its ratio (`<` or `>`) and is left out of the mean. Per seed, rlpractice / TRL:", "",
+            *markdown((["seed", "samples/s", "ratio", f"seconds to pass@1 {s['target_pass@1']}, interpolated (at an "
+                        "eval point)", "time ratio", "held-out pass@1 after the budget", "steps"],
+                       [[str(run["seed"]),
+                         f"{run['rlpractice']['samples_per_s']:.0f} / {run['trl']['samples_per_s']:.0f}",
+                         ratio(run["samples_per_s_ratio"]),
+                         f"{seed_time(run['rlpractice'])} / {seed_time(run['trl'])}", seed_time_ratio(run),
+                         f"{run['rlpractice']['final_pass@1']:.3f} / {run['trl']['final_pass@1']:.3f}",
+                         f"{run['rlpractice']['steps']} / {run['trl']['steps']}"] for run in r["runs"]]))]
+
+
+def vs_trl_one_seed(r: dict) -> Table:
+    """vs_trl.json as the script wrote it before `--seeds`: one seed per trainer, no interval."""
     target = r["setup"]["target_pass@1"]
     head = ["", "samples/s", f"seconds to held-out pass@1 {target}, interpolated (at an eval point)",
             "step (median)", "steps in the budget", "final pass@1"]
@@ -105,14 +181,15 @@ def vs_trl(r: dict) -> Table:
     return head, rows
 
 
-def vs_trl_extra(r: dict) -> list[str]:
+def vs_trl_extra_one_seed(r: dict) -> list[str]:
     s = r["setup"]
     curve = ", ".join(f"{a['pass@1']:.3f} / {b['pass@1']:.3f} after {a['step']}"
                       for a, b in zip(r["rlpractice"]["evals"], r["trl"]["evals"], strict=False) if a["step"] > 0)
     return [f"Both from one SFT checkpoint, {s['budget_s']:.0f} s of training each, {s['prompts_per_step']} problems x "
             f"{s['samples_per_prompt']} samples per optimizer step, target held-out pass@1 {s['target_pass@1']}. "
             f"Held-out pass@1 per step, rlpractice / TRL: {curve} steps (the two learn about the same per step; the "
-            "difference is the step time)."]
+            "difference is the step time). One seed and no interval: a result from before `--seeds` "
+            "(scripts/bench_vs_trl.py)."]
 
 
 LEARNER_RATIOS = {"bf16_over_fp32_rl_shared": "RL, bf16 over fp32",
