@@ -27,9 +27,11 @@ from rlpractice.errors import UserError
 PREFIX = "step_"
 
 
-def save_state(root: Path, step: int, model, tokenizer, optimizer, state: dict, keep: int, scheduler=None,
+def save_state(root: Path, step: int, learner, tokenizer, state: dict, keep: int,
                data_rng: random.Random | None = None) -> Path:
-    """Write checkpoint `step` under `root` and delete all but the newest `keep` ones."""
+    """Write checkpoint `step` of `learner` (its policy, optimizer and LR schedule; learner/local.py) under `root`
+    and delete all but the newest `keep` ones."""
+    optimizer, scheduler = learner.optimizer, learner.schedule
 
     def trainer_files(tmp: Path) -> None:
         trainer = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
@@ -41,7 +43,7 @@ def save_state(root: Path, step: int, model, tokenizer, optimizer, state: dict, 
         torch.save(trainer, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
 
-    path = policy.save(model, tokenizer, root / f"{PREFIX}{step:06d}", extra=trainer_files)
+    path = policy.save(learner.full_model(), tokenizer, root / f"{PREFIX}{step:06d}", extra=trainer_files)
     for old in complete_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -111,12 +113,13 @@ def safetensors_damage(file: Path) -> str | None:
     return None
 
 
-def load_state(path: Path, optimizer, scheduler=None, data_rng: random.Random | None = None) -> dict:
-    """Restore the optimizer, scheduler and RNG states in place; return state.json (the model loads from `path`)."""
+def load_state(path: Path, learner, data_rng: random.Random | None = None) -> dict:
+    """Restore `learner`'s optimizer and LR schedule, and the RNG states, in place; return state.json (the model
+    loads from `path`)."""
     trainer = torch.load(path / "trainer_state.pt", weights_only=False, map_location="cpu")
-    optimizer.load_state_dict(trainer["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(trainer["scheduler"])
+    learner.optimizer.load_state_dict(trainer["optimizer"])
+    if learner.schedule is not None:
+        learner.schedule.load_state_dict(trainer["scheduler"])
     if data_rng is not None:
         data_rng.setstate(trainer["data_rng"])
     torch.set_rng_state(trainer["torch_rng"])

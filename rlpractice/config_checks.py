@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlpractice.config_schema import check_values
 from rlpractice.errors import UserError
-from rlpractice.learner import pick_device
+from rlpractice.learner.device import pick_device
 
 # Bytes the trainer holds per sampled token of one RL step (ids, text, grading): a generous estimate.
 BYTES_PER_SAMPLED_TOKEN = 64

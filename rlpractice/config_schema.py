@@ -350,7 +350,7 @@ class RMConfig:
 class RewardConfig:
     """What RL learns from. Without a reward model: the verifier's reward (verifier.weights combines verifiers).
     With one: reward = model_weight * its score + verifier_weight * the verifier's reward; the verifier's pass
-    rate on the same samples is still logged, as the gold (rlpractice/rlhf.py)."""
+    rate on the same samples is still logged, as the gold (rlpractice/reward/rewards.py)."""
 
     # null: no reward model; train: train one in stage rm (settings: rm); or an HF folder of your own reward model
     # (a ...ForSequenceClassification with one label, sharing the policy's tokenizer)

@@ -171,13 +171,13 @@ def resolve(cfg: DictConfig, machine: Machine | None = None, onednn: bool | None
             chosen.append(f"learner {cfg.learner.threads} thread{'s' if cfg.learner.threads != 1 else ''}")
         if _auto(cfg.learner, "cpu_linear"):
             if onednn is None:
-                from rlpractice.learner import onednn_available
+                from rlpractice.learner.onednn import onednn_available
 
                 onednn = onednn_available()
             cfg.learner.cpu_linear = cpu_linear(onednn)
             chosen.append(f"{cfg.learner.cpu_linear} linear layers")
         if _auto(cfg.algo, "sampler_is") and cfg.algo.name != "rft":  # RFT takes no ratio
-            from rlpractice.learner_group import learner_bf16
+            from rlpractice.learner.device import learner_bf16
 
             learner = "bfloat16" if learner_bf16(cfg.learner) else "float32"
             cfg.algo.sampler_is = sampler_is(cfg.sampler.engine.dtype, learner == "bfloat16")

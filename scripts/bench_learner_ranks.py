@@ -28,8 +28,10 @@ from bench_meta import meta
 from omegaconf import OmegaConf
 
 from rlpractice.algorithm.settings import LossSettings
-from rlpractice.learner import Sequence, place
-from rlpractice.learner_group import LearnerGroup, LocalLearner
+from rlpractice.learner.device import place
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.local import LocalLearner
+from rlpractice.learner.ranks import LearnerGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +76,7 @@ def main() -> None:
         for repeat in range(args.repeats + 1):
             for name, learner_ in (("one", one), ("ranks", many)):
                 t = time.perf_counter()
-                learner_.policy_gradient_step(seqs, None, loss, pad_id=0, share_prompts=True)
+                learner_.policy_gradient_step(seqs, loss, pad_id=0, share_prompts=True)
                 if repeat:
                     times[name].append(time.perf_counter() - t)
             t = time.perf_counter()

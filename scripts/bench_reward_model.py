@@ -30,8 +30,9 @@ from transformers.utils import logging as hf_logging
 
 import rlpractice.config_schema  # noqa: F401 - registers the schema conf/ names, before composing
 from rlpractice import model as policy
+from rlpractice.reward.model import score, score_ids, sequence_ids
 from rlpractice.stages.pretrain import run_pretrain
-from rlpractice.stages.reward_model import run_rm, score, score_ids, sequence_ids
+from rlpractice.stages.reward_model import run_rm
 from rlpractice.stages.sft import run_sft
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.textbook.preferences import load_pairs

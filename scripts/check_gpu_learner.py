@@ -15,7 +15,8 @@ from bench_meta import meta  # scripts/ is on sys.path when a script runs
 
 from rlpractice import model as policy
 from rlpractice.algorithm.settings import LossSettings
-from rlpractice.learner import Sequence, lm_step, policy_gradient_step
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.steps import lm_step, policy_gradient_step
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
 
@@ -23,7 +24,7 @@ from rlpractice.tokenizer import train_tokenizer
 def one_of_each(model, seqs: list[Sequence], pad_id: int, bf16: bool) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sft = lm_step(model, opt, seqs, pad_id, token_budget=4096, grad_clip=1.0, bf16=bf16)
-    rl = policy_gradient_step(model, opt, seqs, None,
+    rl = policy_gradient_step(model, opt, seqs,
             LossSettings(token_budget=4096, grad_clip=1.0, eps_low=0.2,
                          eps_high=0.2, aggregation="token_mean", max_tokens=64),
             pad_id=pad_id, bf16=bf16)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rlpractice.checkpoint import complete_checkpoints, latest_state, load_state, save_state
+from rlpractice.learner.local import LocalLearner
 from rlpractice.model import load, new_model
 from rlpractice.stages.practice import PracticeOrder
 from rlpractice.textbook.problems import Problem
@@ -28,6 +29,12 @@ def test_practice_order_continues_exactly_after_a_restore():
     assert len({p.question for p in first}) == 7  # no repeats within one pass
 
 
+def learner(model, optimizer) -> LocalLearner:
+    out = LocalLearner(model)
+    out.optimizer = optimizer
+    return out
+
+
 def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path):
     model, tok = tiny_policy()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -35,13 +42,13 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path):
     opt.step()
     root = tmp_path / "rl_steps"
     torch.manual_seed(7)
-    path = save_state(root, 3, model, tok, opt, {"order": {"x": 1}, "metrics": {"pass_rate": 0.5}}, keep=2)
+    path = save_state(root, 3, learner(model, opt), tok, {"order": {"x": 1}, "metrics": {"pass_rate": 0.5}}, keep=2)
     expected_draw = torch.rand(3)
 
     restored, _ = load(path)
     opt2 = torch.optim.AdamW(restored.parameters(), lr=1e-3)
     torch.manual_seed(0)
-    state = load_state(path, opt2)
+    state = load_state(path, learner(restored, opt2))
     assert state == {"step": 3, "order": {"x": 1}, "metrics": {"pass_rate": 0.5}}
     assert torch.equal(torch.rand(3), expected_draw)
     for a, b in zip(model.parameters(), restored.parameters(), strict=True):
@@ -55,7 +62,7 @@ def test_retention_and_unfinished_checkpoints_are_ignored(tmp_path):
     opt = torch.optim.AdamW(model.parameters())
     root = tmp_path / "rl_steps"
     for step in (1, 2, 3, 4):
-        save_state(root, step, model, tok, opt, {}, keep=2)
+        save_state(root, step, learner(model, opt), tok, {}, keep=2)
     assert [p.name for p in complete_checkpoints(root)] == ["step_000003", "step_000004"]
     (root / "step_000009.tmp").mkdir()  # a crash while writing step 9 leaves only this
     (root / "step_000010").mkdir()  # not complete: no state.json
@@ -86,8 +93,8 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_one_line(tmp_path, capsys):
     model, tok = tiny_policy()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     root = tmp_path / "rl_steps"
-    older = save_state(root, 1, model, tok, opt, {"order": {}}, keep=2)
-    newest = save_state(root, 2, model, tok, opt, {"order": {}}, keep=2)
+    older = save_state(root, 1, learner(model, opt), tok, {"order": {}}, keep=2)
+    newest = save_state(root, 2, learner(model, opt), tok, {"order": {}}, keep=2)
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     assert latest_state(root) == older
@@ -102,7 +109,7 @@ def test_only_damaged_checkpoints_name_their_files_and_what_to_do(tmp_path):
     model, tok = tiny_policy()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     root = tmp_path / "sft_steps"
-    path = save_state(root, 5, model, tok, opt, {}, keep=2)
+    path = save_state(root, 5, learner(model, opt), tok, {}, keep=2)
     (path / "trainer_state.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(UserError, match=r"no intact checkpoint to resume from .*step_000005.*trainer_state|BadZip"):
         latest_state(root)

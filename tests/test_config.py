@@ -15,7 +15,8 @@ from rlpractice.algorithm.rft import rft_selection
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.config_checks import check
 from rlpractice.config_schema import AlgoConfig, Config, FileDataConfig, SamplerConfig, TextbookConfig, choices
-from rlpractice.learner import Sequence, lm_step, policy_gradient_step
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.steps import lm_step, policy_gradient_step
 from rlpractice.model import new_model
 from rlpractice.rollout.weight_sync import MODES
 from rlpractice.textbook.dataset import ANSWER_FORMATS
@@ -92,7 +93,7 @@ def test_each_algo_choice_gives_an_update_the_learner_takes(algo):
         adv = advantages(rewards, cfg.algo.advantage, cfg.algo.scale_by_std, k=2)[0]  # passk: k within 4 samples
         seqs = [Sequence([1, 2, *c], [0, 0] + [1] * len(c), float(a)) for c, a in zip(completions, adv, strict=True)]
         loss = LossSettings.from_config(cfg.algo, cfg.sampler.max_new_tokens)
-        out = policy_gradient_step(model, optimizer, seqs, None, loss, pad_id=tok.pad_token_id)
+        out = policy_gradient_step(model, optimizer, seqs, loss, pad_id=tok.pad_token_id)
         assert math.isfinite(out["loss"]) and out["grad_norm"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
@@ -109,7 +110,8 @@ def test_every_choice_the_schema_allows_is_one_the_code_has():
     for level in choices(AlgoConfig, "ratio_level"):  # the learner runs each (with a KL term, each estimator)
         for estimator in choices(AlgoConfig, "kl_estimator"):
             loss = LossSettings(ratio_level=level, kl_coef=0.1, kl_estimator=estimator)
-            ref = [torch.zeros(len(s.ids) - 1) for s in seqs]
-            out = policy_gradient_step(model, torch.optim.SGD(model.parameters(), lr=0.0), seqs, None, loss,
-                                       pad_id=tok.pad_token_id, ref_logps=ref)
+            for s in seqs:
+                s.ref_logps = torch.zeros(len(s.ids) - 1)
+            out = policy_gradient_step(model, torch.optim.SGD(model.parameters(), lr=0.0), seqs, loss,
+                                       pad_id=tok.pad_token_id)
             assert math.isfinite(out["kl"])

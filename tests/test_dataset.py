@@ -9,9 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlpractice.errors import UserError
-from rlpractice.grading.gold import drop_ungradable
 from rlpractice.grading.pool import GradingPool
 from rlpractice.textbook.dataset import load_problems, split_answer
+from rlpractice.textbook.gold import drop_ungradable
 from rlpractice.textbook.sources import load_book
 
 GSM8K = Path(__file__).parent / "data" / "gsm8k_test_first500.jsonl"

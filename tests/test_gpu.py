@@ -11,7 +11,9 @@ from torch.multiprocessing.reductions import rebuild_cuda_tensor
 
 from rlpractice import model as policy
 from rlpractice.algorithm.settings import LossSettings
-from rlpractice.learner import Sequence, lm_step, place, policy_gradient_step, sequence_logprobs, use_bf16
+from rlpractice.learner.device import place, use_bf16
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.steps import lm_step, policy_gradient_step, sequence_logprobs
 from rlpractice.rollout.weight_transfer import ipc_payload
 from rlpractice.tokenizer import train_tokenizer
 
@@ -46,7 +48,7 @@ def _groups(tok, prompts: int, per_prompt: int, seed: int = 0) -> list[Sequence]
 
 def _pg(model, seqs, tok, budget=4096, share=True, bf16=True, lr=0.0):
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    return policy_gradient_step(model, opt, seqs, None,
+    return policy_gradient_step(model, opt, seqs,
             LossSettings(token_budget=budget, grad_clip=1e9, eps_low=0.2,
                          eps_high=0.2, aggregation="token_mean", max_tokens=64),
             pad_id=tok.pad_token_id, share_prompts=share, bf16=bf16)
@@ -96,7 +98,7 @@ def test_grpo_steps_on_cuda_move_logprobs_the_advantage_way(tok):
     before = sequence_logprobs(m, seqs, tok.pad_token_id, 4096, share_prompts=True, bf16=True)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
     for _ in range(5):
-        policy_gradient_step(m, opt, seqs, None,
+        policy_gradient_step(m, opt, seqs,
                 LossSettings(token_budget=4096, grad_clip=1.0, eps_low=0.2,
                              eps_high=0.2, aggregation="token_mean", max_tokens=64),
                 pad_id=tok.pad_token_id, share_prompts=True, bf16=True)

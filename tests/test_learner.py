@@ -3,8 +3,10 @@ import torch
 
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.errors import UserError
-from rlpractice.learner import Sequence, collate, microbatches, policy_gradient_step
-from rlpractice.learner_group import LocalLearner
+from rlpractice.learner.forward import Sequence, collate
+from rlpractice.learner.local import LocalLearner
+from rlpractice.learner.microbatch import microbatches
+from rlpractice.learner.steps import policy_gradient_step
 from rlpractice.model import new_model
 from rlpractice.tokenizer import train_tokenizer
 
@@ -24,6 +26,12 @@ def test_collate_aligns_targets_with_next_token():
     assert target.tolist() == [[1.0, 1.0], [1.0, 0.0]]
 
 
+def with_ref(seqs, ref):
+    """The reference policy's log-probs on each sequence, for the KL term."""
+    for s, r in zip(seqs, ref, strict=True):
+        s.ref_logps = r
+
+
 def _tiny():
     tok = train_tokenizer(["Question: 1 + 2 = 3. Answer: 3"] * 20, 300)
     return new_model(tok, 32, 1, 1, 64, 64, seed=0), tok
@@ -37,7 +45,7 @@ def test_micro_batching_does_not_change_the_gradient():
     for budget in (10_000, 5):
         model, tok = _tiny()
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        policy_gradient_step(model, opt, seqs, None,
+        policy_gradient_step(model, opt, seqs,
                 LossSettings(token_budget=budget, grad_clip=1e9, eps_low=0.2,
                              eps_high=0.2, aggregation="seq_mean_token_mean", max_tokens=8),
                 pad_id=tok.pad_token_id)
@@ -47,14 +55,14 @@ def test_micro_batching_does_not_change_the_gradient():
 
 
 def test_policy_gradient_raises_logprob_of_positive_advantage_sample():
-    from rlpractice.learner import sequence_logprobs
+    from rlpractice.learner.steps import sequence_logprobs
 
     model, tok = _tiny()
     seqs = [Sequence([1, 5, 6, 7], [0, 1, 1, 1], 1.0)]
     before = sequence_logprobs(model, seqs, tok.pad_token_id, 1000)[0][1:].sum()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):
-        policy_gradient_step(model, opt, seqs, None,
+        policy_gradient_step(model, opt, seqs,
                 LossSettings(token_budget=1000, grad_clip=1.0, eps_low=0.2,
                              eps_high=0.2, aggregation="token_mean", max_tokens=4),
                 pad_id=tok.pad_token_id)
@@ -80,7 +88,7 @@ def _group(prompt_ids, samples):
 def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():
     from omegaconf import OmegaConf
 
-    from rlpractice.policy_update import RejectionSampling
+    from rlpractice.learner.update import RejectionSampling
 
     tok = train_tokenizer(["Question: 1 + 1?\nSolution: 1 + 1 = 2. Answer: 2"] * 20, 280)
     model = new_model(tok, 32, 1, 1, 64, 64, seed=0)
@@ -98,7 +106,7 @@ def test_rft_learns_only_correct_samples_and_shortest_keeps_one_per_problem():
 
 
 def test_kl_penalty_pulls_toward_the_reference_and_entropy_bonus_raises_entropy():
-    from rlpractice.learner import sequence_logprobs
+    from rlpractice.learner.steps import sequence_logprobs
 
     model, tok = _tiny()
     seqs = [Sequence([1, 5, 6, 7], [0, 1, 1, 1], 0.0), Sequence([2, 8, 9], [0, 1, 1], 0.0)]
@@ -107,28 +115,25 @@ def test_kl_penalty_pulls_toward_the_reference_and_entropy_bonus_raises_entropy(
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     # reference == policy: k3 KL is 0 and so is its gradient
     ref = sequence_logprobs(model, seqs, tok.pad_token_id, 1000)
-    out = policy_gradient_step(model, opt, seqs, None, LossSettings(**loss, kl_coef=1.0), ref_logps=ref, **kw)
+    with_ref(seqs, ref)
+    out = policy_gradient_step(model, opt, seqs, LossSettings(**loss, kl_coef=1.0), **kw)
     assert out["kl"] == pytest.approx(0.0, abs=1e-6) and out["grad_norm"] == pytest.approx(0.0, abs=1e-6)
     # a reference that puts more mass on these tokens: zero advantages, so only the KL term moves the policy
-    far = [r + 0.5 for r in ref]
+    with_ref(seqs, [r + 0.5 for r in ref])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = policy_gradient_step(model, opt, seqs, None,
-            LossSettings(**loss, kl_coef=1.0, kl_estimator="k3"),
-            ref_logps=far, **kw)["kl"]
+    first = policy_gradient_step(model, opt, seqs, LossSettings(**loss, kl_coef=1.0, kl_estimator="k3"), **kw)["kl"]
     for _ in range(5):
-        last = policy_gradient_step(model, opt, seqs, None,
-                LossSettings(**loss, kl_coef=1.0, kl_estimator="k3"),
-                ref_logps=far, **kw)["kl"]
+        last = policy_gradient_step(model, opt, seqs, LossSettings(**loss, kl_coef=1.0, kl_estimator="k3"), **kw)["kl"]
     assert first > 0 and last < first
     # entropy bonus alone raises the entropy of the completion tokens
-    start = policy_gradient_step(model, opt, seqs, None, LossSettings(**loss, entropy_coef=1.0), **kw)["entropy"]
+    start = policy_gradient_step(model, opt, seqs, LossSettings(**loss, entropy_coef=1.0), **kw)["entropy"]
     for _ in range(5):
-        end = policy_gradient_step(model, opt, seqs, None, LossSettings(**loss, entropy_coef=1.0), **kw)["entropy"]
+        end = policy_gradient_step(model, opt, seqs, LossSettings(**loss, entropy_coef=1.0), **kw)["entropy"]
     assert end > start
 
 
 def test_logprob_mismatch_compares_the_same_completion_tokens():
-    from rlpractice.learner import sequence_logprobs
+    from rlpractice.learner.steps import sequence_logprobs
 
     model, tok = _tiny()
     ids, prompt_len = [1, 5, 6, 7, 8], 2
@@ -136,11 +141,11 @@ def test_logprob_mismatch_compares_the_same_completion_tokens():
     completion = mine[prompt_len - 1:].tolist()  # log p of ids[2:], the three completion tokens
     kw = dict(pad_id=tok.pad_token_id)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    exact = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, completion)], None,
+    exact = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, completion)],
             LossSettings(aggregation="token_mean"),
             **kw)
     shifted = [x - 0.1 for x in completion]
-    off = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, shifted)], None,
+    off = policy_gradient_step(model, opt, [Sequence(ids, [0, 0, 1, 1, 1], 1.0, shifted)],
             LossSettings(aggregation="token_mean"),
             **kw)
     assert exact["logprob_mismatch"] == pytest.approx(0.0, abs=1e-5)
@@ -150,12 +155,12 @@ def test_logprob_mismatch_compares_the_same_completion_tokens():
 def _grads_and_metrics(seqs, loss):
     model, tok = _tiny()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    out = policy_gradient_step(model, opt, seqs, None, loss, pad_id=tok.pad_token_id)
+    out = policy_gradient_step(model, opt, seqs, loss, pad_id=tok.pad_token_id)
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]), out
 
 
 def test_sampler_importance_correction_is_a_no_op_when_engine_and_learner_agree():
-    from rlpractice.learner import sequence_logprobs
+    from rlpractice.learner.steps import sequence_logprobs
 
     model, tok = _tiny()
     ids, mask = [1, 5, 6, 7, 8], [0, 0, 1, 1, 1]
@@ -173,7 +178,7 @@ def test_sampler_importance_correction_weights_each_token_by_its_truncated_ratio
     """Engine log-probs lower than the learner's by 0.5 on every token: each token's loss is weighted by
     min(e^0.5, cap); with cap 2.0 that is 1.6487, with cap 1.2 it is 1.2 (all truncated). The policy-gradient term is
     linear in the weight when every token has the same one, so the gradient scales by it exactly."""
-    from rlpractice.learner import sequence_logprobs
+    from rlpractice.learner.steps import sequence_logprobs
 
     model, tok = _tiny()
     ids, mask = [1, 5, 6, 7, 8], [0, 0, 1, 1, 1]
@@ -200,7 +205,7 @@ def _algo(**overrides):
 def test_several_passes_and_minibatches_use_the_sampling_policy_ratio():
     """num_iterations x minibatches optimiser steps; after the first, the ratio moves away from 1 and
     the clip starts to act (a large learning rate makes it certain)."""
-    from rlpractice.policy_update import PolicyGradient
+    from rlpractice.learner.update import PolicyGradient
 
     model, tok = _tiny()
     groups = [_group([1, 2], [([5, 6, 7], 1.0), ([8, 9], 0.0)]), _group([1, 3], [([6, 6], 0.0), ([7, 5, 9], 1.0)])]
@@ -218,7 +223,7 @@ def test_several_passes_and_minibatches_use_the_sampling_policy_ratio():
 def test_skipping_zero_advantage_samples_changes_speed_not_the_update(aggregation, minibatches):
     """Zero-advantage samples are left out of the learner's forward passes; the loss normalisers still count
     them (tokens and sequences of the whole slice), so the weights after the step are the same."""
-    from rlpractice.policy_update import PolicyGradient
+    from rlpractice.learner.update import PolicyGradient
 
     groups = [_group([1, 2], [([5, 6, 7, 8, 9], 1.0), ([8, 9], 0.0), ([4, 4, 4], 0.0)]),
               _group([1, 3], [([6, 6, 6, 6], 1.0), ([7, 5, 9], 1.0), ([5], 1.0)]),  # all equal: advantage 0
@@ -251,7 +256,7 @@ def _groups_of_samples():
 
 
 def test_shared_prompt_forward_gives_the_same_logprobs_and_entropy_as_the_full_forward():
-    from rlpractice.learner import shared_prompt_logprobs, token_logprobs
+    from rlpractice.learner.forward import shared_prompt_logprobs, token_logprobs
 
     model, tok = _tiny()
     seqs = _groups_of_samples()
@@ -269,18 +274,18 @@ def test_shared_prompt_forward_gives_the_same_logprobs_and_entropy_as_the_full_f
 def test_shared_prompt_policy_step_gives_the_same_gradient_and_metrics(budget):
     """The whole clipped-surrogate step (with KL and entropy terms) by both paths; a small budget splits
     groups across micro-batches, so a prompt is recomputed in each one and still gives the same gradient."""
-    from rlpractice.learner import sequence_logprobs
+    from rlpractice.learner.steps import sequence_logprobs
 
     seqs = _groups_of_samples()
     out, grads = [], []
     for share in (False, True):
         model, tok = _tiny()
-        ref = sequence_logprobs(model, seqs, tok.pad_token_id, budget, share_prompts=share)
+        with_ref(seqs, sequence_logprobs(model, seqs, tok.pad_token_id, budget, share_prompts=share))
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        out.append(policy_gradient_step(model, opt, seqs, None,
+        out.append(policy_gradient_step(model, opt, seqs,
                 LossSettings(token_budget=budget, grad_clip=1e9, eps_low=0.2,
                              eps_high=0.2, aggregation="token_mean", max_tokens=8, kl_coef=0.1, entropy_coef=0.01),
-                pad_id=tok.pad_token_id, ref_logps=ref, share_prompts=share))
+                pad_id=tok.pad_token_id, share_prompts=share))
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
@@ -289,7 +294,7 @@ def test_shared_prompt_policy_step_gives_the_same_gradient_and_metrics(budget):
 
 
 def test_shared_prompt_forward_refuses_a_sequence_without_a_prompt():
-    from rlpractice.learner import shared_prompt_logprobs
+    from rlpractice.learner.forward import shared_prompt_logprobs
 
     model, tok = _tiny()
     with pytest.raises(ValueError, match="no prompt"):
@@ -299,7 +304,8 @@ def test_shared_prompt_forward_refuses_a_sequence_without_a_prompt():
 def test_eager_attention_on_cpu_gives_the_same_logprobs_as_sdpa():
     """`place` switches a CPU policy to eager attention (faster under bf16): the same function in fp32,
     on both paths (the shared-prompt one attends to a KV cache with a mask)."""
-    from rlpractice.learner import place, sequence_logprobs
+    from rlpractice.learner.device import place
+    from rlpractice.learner.steps import sequence_logprobs
 
     seqs = _groups_of_samples()
     model, tok = _tiny()
@@ -312,7 +318,7 @@ def test_eager_attention_on_cpu_gives_the_same_logprobs_as_sdpa():
 
 
 def test_bf16_autocast_step_stays_close_to_fp32_and_keeps_fp32_weights():
-    from rlpractice.learner import place
+    from rlpractice.learner.device import place
 
     seqs = _groups_of_samples()
     out, grads = [], []
@@ -320,7 +326,7 @@ def test_bf16_autocast_step_stays_close_to_fp32_and_keeps_fp32_weights():
         model, tok = _tiny()
         place(model, "cpu")
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        out.append(policy_gradient_step(model, opt, seqs, None,
+        out.append(policy_gradient_step(model, opt, seqs,
                 LossSettings(token_budget=10_000, grad_clip=1e9, eps_low=0.2,
                              eps_high=0.2, aggregation="token_mean", max_tokens=8, entropy_coef=0.01),
                 pad_id=tok.pad_token_id, share_prompts=True, bf16=bf16))
@@ -333,7 +339,7 @@ def test_bf16_autocast_step_stays_close_to_fp32_and_keeps_fp32_weights():
 
 
 def test_bf16_setting():
-    from rlpractice.learner import use_bf16
+    from rlpractice.learner.device import use_bf16
 
     cpu = torch.device("cpu")
     assert use_bf16("auto", cpu) is False  # a CPU learner stays fp32 unless asked
@@ -343,7 +349,7 @@ def test_bf16_setting():
 
 def test_out_of_gpu_memory_in_a_step_names_the_token_budget(monkeypatch):
     """A CUDA out-of-memory error (raised here by hand: no GPU in CI) becomes one line naming the knobs."""
-    from rlpractice.learner import lm_step
+    from rlpractice.learner.steps import lm_step
 
     model, tok = _tiny()
 
@@ -358,31 +364,33 @@ def test_out_of_gpu_memory_in_a_step_names_the_token_budget(monkeypatch):
 
 def _pg_step(seqs, budget: int, share: bool):
     """Gradient and metrics of one clipped-surrogate step (with KL and entropy terms) from a fresh tiny model."""
-    from rlpractice.learner import sequence_logprobs
+    from rlpractice.learner.steps import sequence_logprobs
 
     model, tok = _tiny()
-    ref = sequence_logprobs(model, seqs, tok.pad_token_id, budget, share_prompts=share)
+    with_ref(seqs, sequence_logprobs(model, seqs, tok.pad_token_id, budget, share_prompts=share))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    out = policy_gradient_step(model, opt, seqs, None,
+    out = policy_gradient_step(model, opt, seqs,
             LossSettings(token_budget=budget, grad_clip=1e9, eps_low=0.2, eps_high=0.2, aggregation="token_mean",
                          max_tokens=8, kl_coef=0.1, entropy_coef=0.01),
-            pad_id=tok.pad_token_id, ref_logps=ref, share_prompts=share)
+            pad_id=tok.pad_token_id, share_prompts=share)
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]), out
 
 
 def test_prompts_run_once_per_step_give_the_gradient_of_prompts_run_per_micro_batch(monkeypatch):
     """A budget of 20 splits the samples into several micro-batches while the three prompts (18 padded tokens)
     fit one: the step runs them once and takes their gradient after the last micro-batch."""
-    from rlpractice import learner
+    from rlpractice.learner import steps
+    from rlpractice.learner.forward import PromptKV
+    from rlpractice.learner.microbatch import sequence_batches
 
     seqs = _groups_of_samples()
-    assert len(learner._microbatches(seqs, 20, True)) > 1
+    assert len(sequence_batches(seqs, 20, True)) > 1
     runs = []
-    real = learner.step_prompts
-    monkeypatch.setattr(learner, "step_prompts", lambda *a, **k: runs.append(real(*a, **k)) or runs[-1])
+    real = steps.step_prompts
+    monkeypatch.setattr(steps, "step_prompts", lambda *a, **k: runs.append(real(*a, **k)) or runs[-1])
     once = _pg_step(seqs, 20, share=True)
-    assert runs and all(isinstance(r, learner.PromptKV) for r in runs)  # the ref log-probs and the step
-    monkeypatch.setattr(learner, "step_prompts", lambda *a, **k: None)
+    assert runs and all(isinstance(r, PromptKV) for r in runs)  # the ref log-probs and the step
+    monkeypatch.setattr(steps, "step_prompts", lambda *a, **k: None)
     per_micro_batch = _pg_step(seqs, 20, share=True)
     collated = _pg_step(seqs, 20, share=False)
     assert once[0].abs().sum() > 0
@@ -394,17 +402,18 @@ def test_prompts_run_once_per_step_give_the_gradient_of_prompts_run_per_micro_ba
 
 def test_onednn_linear_layers_give_the_gradient_of_torch_linear(monkeypatch):
     """On a CPU in fp32 the learner's linear layers run through oneDNN: the same gradient within fp32 rounding."""
-    from rlpractice import learner
+    from rlpractice.learner import device
+    from rlpractice.learner.onednn import OneDNNLinear, onednn_available
 
-    if not learner.onednn_available():
+    if not onednn_available():
         pytest.skip("this torch has no oneDNN")
     seqs = _groups_of_samples()
     calls = []
-    real = learner._OneDNNLinear.apply
-    monkeypatch.setattr(learner._OneDNNLinear, "apply", lambda *a: calls.append(1) or real(*a))
+    real = OneDNNLinear.apply
+    monkeypatch.setattr(OneDNNLinear, "apply", lambda *a: calls.append(1) or real(*a))
     onednn = _pg_step(seqs, 20, share=True)
     assert calls  # the oneDNN path really ran
-    monkeypatch.setattr(learner, "_cpu_linear", "aten")  # learner.cpu_linear=aten
+    monkeypatch.setattr(device, "_cpu_linear", "aten")  # learner.cpu_linear=aten
     before = len(calls)
     plain = _pg_step(seqs, 20, share=True)
     assert len(calls) == before  # aten's linear layers ran instead

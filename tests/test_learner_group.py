@@ -10,8 +10,10 @@ import torch
 from omegaconf import OmegaConf
 
 from rlpractice.algorithm.settings import LossSettings
-from rlpractice.learner import Sequence, place
-from rlpractice.learner_group import LearnerGroup, LocalLearner, shares
+from rlpractice.learner.device import place
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.local import LocalLearner
+from rlpractice.learner.ranks import LearnerGroup, shares
 from rlpractice.model import new_model
 from rlpractice.tokenizer import train_tokenizer
 
@@ -73,7 +75,9 @@ def test_two_ranks_take_the_single_process_step():
         old2 = two.logprobs(rl, token_budget=48, share_prompts=True, pad_id=tok.pad_token_id)
         for a, b in zip(old, old2, strict=True):
             assert torch.allclose(a, b, atol=1e-5)
-        results = [learner.policy_gradient_step(rl, old, LOSS, **kw) for learner in (one, two)]
+        for s, lp in zip(rl, old, strict=True):
+            s.old_logps = lp
+        results = [learner.policy_gradient_step(rl, LOSS, **kw) for learner in (one, two)]
         a, b = results
         assert a["grad_norm"] > 0
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)  # summed, not averaged, over ranks
@@ -101,8 +105,8 @@ def test_two_ranks_take_the_single_process_step():
         restored.optimizer.load_state_dict(state2)
         two.optimizer.load_state_dict(state1)  # and a single process's state loads into the ranks
         nxt = rl_batch(3, 4)
-        m1 = restored.policy_gradient_step(nxt, None, LOSS, **kw)
-        m2 = two.policy_gradient_step(nxt, None, LOSS, **kw)
+        m1 = restored.policy_gradient_step(nxt, LOSS, **kw)
+        m2 = two.policy_gradient_step(nxt, LOSS, **kw)
         assert m2["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-3)
         assert torch.allclose(weights(restored.full_model()), weights(two.full_model()), atol=2e-4)
     finally:
@@ -132,7 +136,7 @@ def test_ranks_on_two_nodes_train_a_step_and_missing_room_is_named():
             seqs = rl_batch(3, 4)
             for learner in (one, two):
                 learner.start(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99))
-            a, b = (learner.policy_gradient_step(seqs, None, LOSS, pad_id=tok.pad_token_id, share_prompts=True)
+            a, b = (learner.policy_gradient_step(seqs, LOSS, pad_id=tok.pad_token_id, share_prompts=True)
                     for learner in (one, two))
             assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
             assert torch.allclose(weights(one.full_model()), weights(two.full_model()), atol=1e-4)

@@ -5,8 +5,9 @@ import threading
 import torch
 
 from rlpractice import model as policy
-from rlpractice.learner import Sequence, sequence_logprobs
-from rlpractice.policy_update import behaviour_logprobs
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.steps import sequence_logprobs
+from rlpractice.learner.update import behaviour_logprobs
 from rlpractice.rollout.prefetch import Prefetcher
 from rlpractice.tokenizer import train_tokenizer
 

@@ -12,8 +12,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rlpractice import model as policy
 from rlpractice.checkpoint import complete_checkpoints
+from rlpractice.reward.model import load_reward_model, score, score_ids, sequence_ids
 from rlpractice.stages import reward_model
-from rlpractice.stages.reward_model import load_reward_model, run_rm, score, score_ids, sequence_ids
+from rlpractice.stages.reward_model import run_rm
 from rlpractice.textbook.preferences import PreferencePair, load_pairs
 from rlpractice.tokenizer import train_tokenizer
 from rlpractice.tracking import Tracker, read_metrics

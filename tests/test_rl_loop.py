@@ -6,10 +6,10 @@ from hydra import compose, initialize_config_dir
 
 from rlpractice import model as policy
 from rlpractice.grading.registry import Grade
-from rlpractice.learner import place
+from rlpractice.learner.device import place
 from rlpractice.rollout.batch import Group, Sample
-from rlpractice.stages.rl import run_rl
-from rlpractice.textbook.problems import Problem
+from rlpractice.stages import rl
+from rlpractice.textbook.problems import Problem, Textbook
 from rlpractice.tokenizer import train_tokenizer
 from tests.conftest import ROOT
 
@@ -18,6 +18,7 @@ class FakeEngines:
     """Answers every prompt with the same few completions (ids from the real tokenizer), and takes new weights."""
 
     restarts = 0
+    info = [{"startup_s": 0.0}]
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
@@ -40,6 +41,9 @@ class FakeEngines:
     def cores_left_here(self):
         return []
 
+    def shutdown(self):
+        pass
+
 
 class FakeGrader:
     def grade(self, completions, answers, columns):
@@ -54,6 +58,9 @@ class Rows:
 
     def log(self, stage, step, metrics):
         self.rows.append({"stage": stage, "step": step, **metrics})
+
+    def logged(self, stage, step):
+        return None
 
 
 def config(*overrides):
@@ -70,22 +77,24 @@ def tiny():
                  for i in range(6)]
 
 
-def run(cfg, tiny, tmp_path) -> list[dict]:
-    tok, practice = tiny
+def run(cfg, tiny, tmp_path, monkeypatch) -> list[dict]:
+    """The RL stage as the pipeline runs it, on fake engines and graders; the rows it logged."""
+    tok, problems = tiny
     model = policy.new_model(tok, 64, 1, 2, 128, 64, seed=0)
     place(model, "cpu")
+    monkeypatch.setattr(rl, "Samplers", lambda *args, **kwargs: FakeEngines(tok))
     tracker = Rows()
-    last = run_rl(cfg, model, tok, practice, FakeEngines(tok), FakeGrader(), tracker, tmp_path, lambda step: {},
-                  cfg.seed)
-    assert last == cfg.rl.steps
+    book = Textbook([], [], problems, problems[:2])
+    results = rl.run_rl(cfg, model, tok, book, FakeGrader(), tracker, tmp_path)
+    assert results.steps == cfg.rl.steps and [r["step"] for r in tracker.rows if r["stage"] == "eval"] == [0, 8]
     return [r for r in tracker.rows if r["stage"] == "rl"]
 
 
 @pytest.mark.parametrize("algo", ["rft", "grpo"])
-def test_a_cosine_schedule_decays_to_zero_over_the_run_and_never_climbs_back(algo, tiny, tmp_path):
+def test_a_cosine_schedule_decays_to_zero_over_the_run_and_never_climbs_back(algo, tiny, tmp_path, monkeypatch):
     """One LR step per RL step, whatever the update does inside it (RFT's is a next-token step)."""
     steps = 8
-    rows = run(config(f"algo={algo}", "algo.lr_schedule=cosine", f"rl.steps={steps}"), tiny, tmp_path)
+    rows = run(config(f"algo={algo}", "algo.lr_schedule=cosine", f"rl.steps={steps}"), tiny, tmp_path, monkeypatch)
     lrs = [r["lr"] for r in rows]
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     assert all(a > b for a, b in zip(lrs[:-1], lrs[1:], strict=True)), lrs

@@ -15,10 +15,12 @@ from rlpractice import model as policy
 from rlpractice.config_checks import check
 from rlpractice.errors import UserError
 from rlpractice.grading.registry import Grade
-from rlpractice.learner import place
-from rlpractice.rlhf import RewardModelReward, check_reward, over_optimisation, plot_over_optimisation
+from rlpractice.learner.device import place
+from rlpractice.reward.model import load_reward_model, score_ids, score_shared
+from rlpractice.reward.report import over_optimisation, plot_over_optimisation
+from rlpractice.reward.rewards import ModelReward, check_reward
 from rlpractice.rollout.batch import Batch, Group, Sample
-from rlpractice.stages.reward_model import load_reward_model, reward_model_stage, score_ids, score_shared
+from rlpractice.stages.reward_model import reward_model_stage
 from rlpractice.textbook.problems import Problem
 from rlpractice.tokenizer import train_tokenizer
 from rlpractice.tracking import Tracker, read_metrics
@@ -52,22 +54,23 @@ def batch_of(tokenizer, rewards: list[list[float]]) -> Batch:
 
 def scorer(tiny, weights):
     model, tokenizer, rm, run_dir = tiny
-    from rlpractice.policy_update import reference_model
+    from rlpractice.learner.update import reference_model
 
-    return RewardModelReward(rm, model, reference_model(model, run_dir), tokenizer.pad_token_id, weights,
-                             (64, 4096), True, False)
+    return ModelReward(rm, model, reference_model(model, run_dir), tokenizer.pad_token_id, weights, (64, 4096), True,
+                       False)
 
 
 @pytest.mark.parametrize("weights", [(1.0, 0.0), (0.5, 2.0)])
 def test_scores_become_the_trained_reward_and_the_verifier_reward_stays_the_gold(tiny, weights):
     model, tokenizer, rm, _ = tiny
     batch = batch_of(tokenizer, [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    metrics = scorer(tiny, weights)(batch)
+    rewards = scorer(tiny, weights)(batch)
+    metrics = rewards.metrics
     # the shared-prompt scorer gives each sample the score of its whole sequence
     direct = score_ids(rm, [g.prompt_ids + s.ids for g in batch.groups for s in g.samples], 4096)
-    assert [s.rm_score for s in batch.samples] == pytest.approx(direct, abs=1e-5)
+    assert rewards.scores == pytest.approx(direct, abs=1e-5)
     expected = [weights[0] * d + weights[1] * s.reward for d, s in zip(direct, batch.samples, strict=True)]
-    assert batch.rewards(trained=True).flatten().tolist() == pytest.approx(expected, abs=1e-5)
+    assert rewards.values.shape == (2, 3) and rewards.values.flatten().tolist() == pytest.approx(expected, abs=1e-5)
     assert batch.rewards().flatten().tolist() == [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]  # the verifier's, untouched
     assert metrics["rlhf/gold"] == pytest.approx(0.5)
     assert metrics["rlhf/proxy"] == pytest.approx(sum(direct) / len(direct), abs=1e-5)
@@ -78,12 +81,12 @@ def test_sqrt_kl_is_zero_at_the_sft_policy_and_grows_when_the_policy_moves(tiny)
     model, tokenizer, *_ = tiny
     score = scorer(tiny, (1.0, 0.0))
     batch = batch_of(tokenizer, [[1.0, 0.0], [0.0, 1.0]])
-    assert score(batch)["rlhf/sqrt_kl"] == pytest.approx(0.0, abs=1e-4)
+    assert score(batch).metrics["rlhf/sqrt_kl"] == pytest.approx(0.0, abs=1e-4)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     try:
-        moved = score(batch)
+        moved = score(batch).metrics
         assert moved["rlhf/kl"] != 0.0 and moved["rlhf/sqrt_kl"] == pytest.approx(math.sqrt(max(moved["rlhf/kl"], 0)))
     finally:
         model.load_state_dict(policy.load(tiny[3] / "checkpoints" / "sft")[0].state_dict())

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 
 from rlpractice import model as policy
 from rlpractice.checkpoint import complete_checkpoints
-from rlpractice.learner_group import LearnerGroup, LocalLearner
+from rlpractice.learner.local import LocalLearner
+from rlpractice.learner.ranks import LearnerGroup
 from rlpractice.stages import pretrain
 from rlpractice.stages.pretrain import run_pretrain
 from rlpractice.stages.sft import run_sft

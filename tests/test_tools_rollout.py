@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_dir
 from rlpractice import model as policy
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.grading.pool import GradingPool
-from rlpractice.learner import policy_gradient_step
-from rlpractice.policy_update import sequences
+from rlpractice.learner.steps import policy_gradient_step
+from rlpractice.learner.update import sequences
 from rlpractice.rollout.batch import tool_metrics
 from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.math_textbook import build_textbook
@@ -106,7 +106,7 @@ def test_tool_rollout_appends_tool_ids_masks_them_and_trains(tmp_path):
         for q, s in zip(seqs, samples, strict=True):
             assert q.loss_mask[-len(s.ids):] == [1 - t for t in s.tool_mask]
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        out = policy_gradient_step(model, optimizer, seqs, None, LossSettings.from_config(cfg.algo, 40),
+        out = policy_gradient_step(model, optimizer, seqs, LossSettings.from_config(cfg.algo, 40),
                                    pad_id=tok.pad_token_id, share_prompts=True)
         assert math.isfinite(out["loss"]) and out["grad_norm"] > 0
         # learner vs engine log-probs over the sampled ids only: float32 on both sides agree closely; had the tool

@@ -8,8 +8,9 @@ from hydra import compose, initialize_config_dir
 
 from rlpractice.config_schema import ToolsConfig
 from rlpractice.grading.registry import Grade
-from rlpractice.learner import Sequence, prompt_length, target_tokens
-from rlpractice.policy_update import sequences
+from rlpractice.learner.forward import Sequence, prompt_length
+from rlpractice.learner.steps import target_tokens
+from rlpractice.learner.update import sequences
 from rlpractice.rollout.batch import Group, Sample, tool_metrics
 from rlpractice.stages.sft import worked_sequence
 from rlpractice.textbook.math_textbook import build_textbook

@@ -7,9 +7,13 @@ long they took. The learner reads token ids from here, never re-tokenised text.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rlpractice.grading.registry import Grade
 from rlpractice.textbook.problems import Problem
+
+if TYPE_CHECKING:  # imported where it is used: the sampler actor imports this module before the engine sets threads
+    import torch
 
 
 @dataclass
@@ -26,8 +30,6 @@ class Sample:
     tool_timeouts: int = 0
     tool_s: float = 0.0  # seconds its calls took (they overlap other samples' decoding)
     grade: Grade | None = None  # the verifier's: reward, reason and, with several verifiers, each one's reward
-    rm_score: float | None = None  # the reward model's score (reward.model), set by the trainer after grading
-    trained_reward: float | None = None  # what the update learns from when it is not `reward` (reward.model set)
 
     @property
     def reward(self) -> float:
@@ -75,13 +77,11 @@ class Batch:
     def samples(self) -> list[Sample]:
         return [s for g in self.groups for s in g.samples]
 
-    def rewards(self, trained: bool = False) -> torch.Tensor:
-        """[num_groups, group_size] (every group has the same size): the verifier's rewards, or with `trained`
-        what the update learns from (they differ only when a reward model scores the samples: rlhf.py)."""
-        import torch  # here, not above: the sampler actor imports this module before the engine sets its threads
+    def rewards(self) -> torch.Tensor:
+        """The verifier's rewards, [num_groups, group_size] (every group has the same size)."""
+        import torch
 
-        pick = lambda s: s.trained_reward if trained and s.trained_reward is not None else s.reward  # noqa: E731
-        return torch.tensor([[pick(s) for s in g.samples] for g in self.groups], dtype=torch.float32)
+        return torch.tensor([g.rewards for g in self.groups], dtype=torch.float32)
 
 
 def tool_metrics(samples: list[Sample]) -> dict:

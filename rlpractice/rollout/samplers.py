@@ -8,7 +8,6 @@ can start before generation ends.
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import time
 from collections import Counter
@@ -17,11 +16,11 @@ from pathlib import Path
 
 import ray
 from omegaconf import DictConfig, OmegaConf
-from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+from ray.util.placement_group import placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlpractice import hardware
-from rlpractice.caches import CACHE_VARIABLES
+from rlpractice.cluster import place_group, start_ray
 from rlpractice.config_schema import ToolsConfig
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
@@ -48,34 +47,6 @@ def sample_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem]
         groups[i].prompt_ids = chunk.prompt_ids
         groups[i].samples += chunk.samples
     return groups, grade_s
-
-
-def start_ray(cluster: DictConfig) -> None:
-    if ray.is_initialized():
-        return
-    keep_ray_messages_off_the_console()
-    env = {"VLLM_LOGGING_LEVEL": cluster.vllm_log_level, "TOKENIZERS_PARALLELISM": "false",
-           **{k: os.environ[k] for k in CACHE_VARIABLES if k in os.environ}}  # the engines' caches too
-    kwargs = dict(include_dashboard=False, log_to_driver=cluster.log_to_driver,
-                  runtime_env={"env_vars": env}, configure_logging=False)
-    if cluster.address:
-        ray.init(address=cluster.address, **kwargs)
-    else:
-        num_cpus = hardware.probe().cores if cluster.num_cpus == "auto" else cluster.num_cpus
-        ray.init(num_cpus=num_cpus, object_store_memory=cluster.object_store_mb * 2**20,
-                 _temp_dir=cluster.temp_dir or None, **kwargs)
-
-
-def keep_ray_messages_off_the_console() -> None:
-    """Ray's driver-side notices (token authentication, deduplication hints) go where the run's other library
-    messages go, its log file, when the command line set one up (hydra.job_logging); else Ray's own way."""
-    if not any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
-        return
-    ray_logger = logging.getLogger("ray")
-    for handler in list(ray_logger.handlers):
-        if type(handler) is logging.StreamHandler:
-            ray_logger.removeHandler(handler)
-    ray_logger.propagate = True
 
 
 def plan_calls(num_prompts: int, n: int, per_request: int, per_call: int, engines: int) -> list[list[tuple[int, int]]]:
@@ -164,13 +135,8 @@ class Samplers:
         bundle = {"CPU": sampler.num_cpus_per_sampler}
         if sampler.num_gpus_per_sampler:
             bundle["GPU"] = sampler.num_gpus_per_sampler
-        self.group = placement_group([bundle] * sampler.num_samplers, strategy=sampler.placement)
-        if not self.group.wait(timeout_seconds=cluster.placement_timeout_s):
-            remove_placement_group(self.group)
-            raise RuntimeError(
-                f"Ray could not place {sampler.num_samplers} sampler(s) of {bundle} with strategy "
-                f"{sampler.placement} within {cluster.placement_timeout_s}s; cluster resources: "
-                f"{ray.cluster_resources()}. Lower sampler.num_samplers or the resources per sampler.")
+        self.group = place_group("samplers", bundle, sampler.num_samplers, sampler.placement, cluster,
+                                 "Lower sampler.num_samplers or the resources per sampler")
         self.core_slots = self._core_slots()
         self.actors = [self._start(i) for i in range(sampler.num_samplers)]
         try:

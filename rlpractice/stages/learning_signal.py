@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import torch
+
 from rlpractice.errors import UserError
 from rlpractice.rollout.batch import Batch
 
@@ -25,9 +27,9 @@ class LearningSignal:
         self.steps_without = 0
         self.warned = False
 
-    def observe(self, step: int, batch: Batch, rollouts: str) -> dict:
-        """Record step `step`'s batch; warn (once per stretch) or stop when it is due. Returns the metrics."""
-        rewards = batch.rewards(trained=True)  # what the update learns from
+    def observe(self, step: int, batch: Batch, rewards: torch.Tensor, rollouts: str) -> dict:
+        """Record step `step`'s batch and the rewards the update learns from; warn (once per stretch) or stop when it
+        is due. Returns the metrics."""
         no_reward = bool((rewards == 0).all())
         no_variance = bool((rewards.max(dim=1).values == rewards.min(dim=1).values).all())
         self.steps_without = self.steps_without + 1 if (no_reward or no_variance) else 0

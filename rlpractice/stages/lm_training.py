@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from rlpractice.checkpoint import latest_state, load_state, save_state
-from rlpractice.learner import Sequence
-from rlpractice.learner_group import LocalLearner, make_learner
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.local import LocalLearner, make_learner
 
 
 def resume_point(cfg: DictConfig, steps_dir: Path | None) -> Path | None:
@@ -31,7 +31,7 @@ def start_stage(stage: str, s: DictConfig, learner, tracker, seed: int, resume_f
     rng = random.Random(seed)  # draws the batches: its state is the data position
     first, log = 1, tracker.log
     if resume_from is not None:
-        state = load_state(resume_from, learner.optimizer, learner.schedule, rng)
+        state = load_state(resume_from, learner, rng)
         first = state["step"] + 1
         if state["metrics"]:  # in case the run died between checkpointing and logging this step
             tracker.log_once(stage, state["step"], state["metrics"])
@@ -70,7 +70,6 @@ def _train(stage: str, s: DictConfig, learner, tokenizer, data: list[Sequence], 
         metrics = {"loss": loss, "lr": learner.lr()} if logged else None
         # not after the last step: the pipeline writes the stage's final checkpoint right away
         if steps_dir is not None and s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
-            save_state(steps_dir, step, learner.full_model(), tokenizer, learner.optimizer, {"metrics": metrics},
-                       s.keep_checkpoints, learner.schedule, rng)
+            save_state(steps_dir, step, learner, tokenizer, {"metrics": metrics}, s.keep_checkpoints, rng)
         if metrics:
             log(stage, step, metrics)

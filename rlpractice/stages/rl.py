@@ -1,28 +1,33 @@
 """Stage 3, practice problems -> RL (GRPO and its variants).
 
-Each step: sample a group of solutions per practice problem (vLLM engines in Ray actors), grade every final
-answer (verifier workers), update the policy (group-relative advantages, clipped policy gradient), send the new
-weights to the engines, then log and checkpoint. The pieces live where the data flows: rollout/ (sampling),
-grading/, algorithm/ (the math), policy_update.py and learner.py (the torch side), rl_metrics.py.
+The stage owns its parts, built where they are used: the vLLM engines (Ray actors), the run's reward (reward/),
+the held-out evaluation, and for training the learner (learner/) with its update and the practice problems' order.
+It evaluates the SFT policy, trains, and evaluates again. Each step: sample a group of solutions per practice
+problem (graded as they stream in), reward them, update the policy, send the new weights to the engines, then log
+and checkpoint. The pieces live where the data flows: rollout/ (sampling), grading/, reward/, algorithm/ (the
+math), learner/ (the torch side), rl_metrics.py.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import ray
 import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
 from rlpractice.checkpoint import load_state, save_state
 from rlpractice.errors import UserError
+from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
-from rlpractice.learner_group import LocalLearner, learner_bf16, make_learner
-from rlpractice.policy_update import make_update
-from rlpractice.rlhf import RewardModelReward
+from rlpractice.learner.device import learner_bf16
+from rlpractice.learner.local import LocalLearner, make_learner
+from rlpractice.learner.update import make_update, reference_model
+from rlpractice.reward.rewards import Rewards, make_reward
 from rlpractice.rollout.batch import Batch
 from rlpractice.rollout.prefetch import Prefetcher
 from rlpractice.rollout.samplers import Samplers
@@ -37,99 +42,159 @@ from rlpractice.stages.rl_metrics import (
     tool_use_metrics,
     verifier_metrics,
 )
-from rlpractice.textbook.problems import Problem
+from rlpractice.textbook.problems import Textbook
 from rlpractice.tools.rollout import tool_settings
 
 
-def run_rl(cfg: DictConfig, model, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
-           tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int,
-           resume_from: Path | None = None) -> int:
-    """RL steps 1..rl.steps (from the step after `resume_from`, a checkpoint of this run), or fewer if
-    `rl.time_budget_s` runs out first. Returns the number of the last step done."""
-    learner = make_learner(model, cfg.learner, cfg.cluster)  # this process, or learner.num_workers ranks
+@dataclass
+class Results:
+    """What the stage reports: held-out evaluations after SFT and after RL, the same with tools off ("sft", "rl";
+    only for a run with tools and tools.eval_without_tools), and the number of the last RL step done."""
+
+    sft: dict
+    rl: dict
+    without_tools: dict
+    steps: int
+
+
+def run_rl(cfg: DictConfig, model, tokenizer, book: Textbook, pool: GradingPool, tracker, run_dir: Path,
+           resume_from: Path | None = None) -> Results:
+    """Evaluate the SFT policy, then RL steps 1..rl.steps (from the step after `resume_from`, a checkpoint of this
+    run; fewer if `rl.time_budget_s` runs out first) on `model`, which ends with the last weights; evaluate again."""
+    print(f"[rl] starting {cfg.sampler.num_samplers} vLLM sampler actor(s) in Ray ...", flush=True)
+    engines = Samplers(str(resume_from or run_dir / "checkpoints" / "sft"), cfg.sampler, cfg.cluster, cfg.seed,
+                       log_dir=run_dir / "logs")
     try:
-        return _run(cfg, learner, tokenizer, practice, samplers, pool, tracker, run_dir, evaluate_fn, seed,
-                    resume_from)
+        print(f"[rl] samplers ready (engine start {max(i['startup_s'] for i in engines.info):.1f}s)")
+        return RLStage(cfg, model, tokenizer, book, engines, pool, tracker, run_dir).run(resume_from)
     finally:
-        learner.full_model()  # `model` holds the last weights
-        learner.close()
+        engines.shutdown()
+        # and disconnect: Ray holds back repeated engine log lines for a few seconds (deduplication), and they
+        # must come out now, not after the run's last words (an error message must be the last line)
+        ray.shutdown()
 
 
-def _run(cfg: DictConfig, learner, tokenizer, practice: list[Problem], samplers: Samplers, pool: GradingPool,
-         tracker, run_dir: Path, evaluate_fn: Callable[[int], dict], seed: int, resume_from: Path | None) -> int:
-    rl = cfg.rl
-    learner.start(lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay, betas=(0.9, 0.99),
-                  total_steps=rl.steps if cfg.algo.lr_schedule == "cosine" else 0)
-    update = make_update(cfg, learner, tokenizer.pad_token_id, run_dir, learner_bf16(cfg.learner))
-    # reward.model (None: the verifier); it measures KL on the trainer's copy of the policy
-    reward_model = RewardModelReward.from_config(cfg, learner.full_model(), tokenizer, run_dir)
-    order = PracticeOrder(practice, seed, curriculum=rl.curriculum)
-    signal = LearningSignal(rl.warn_without_signal, rl.stop_without_signal)
-    first = 1 if resume_from is None else resume(resume_from, learner, order, tracker) + 1
-    if rl.max_staleness > 0 and isinstance(learner, LocalLearner) and learner.model.device.type == "cpu":
-        learn_beside_engines(samplers.cores_left_here())
-    batches = Prefetcher(lambda step: draw(samplers, pool, order, cfg, step), first, rl.steps, rl.max_staleness)
-    started, done = time.time(), first - 1
-    out_of_time = lambda: bool(rl.time_budget_s and time.time() - started >= rl.time_budget_s)  # noqa: E731
-    bar = tqdm(range(first, rl.steps + 1), desc="rl", unit="step", initial=first - 1, total=rl.steps,
-               dynamic_ncols=True)
-    try:
+class RLStage:
+    def __init__(self, cfg: DictConfig, model, tokenizer, book: Textbook, engines: Samplers, pool: GradingPool,
+                 tracker, run_dir: Path):
+        self.cfg, self.model, self.tokenizer, self.book, self.engines = cfg, model, tokenizer, book, engines
+        self.pool, self.tracker, self.run_dir, self.tools = pool, tracker, run_dir, tool_settings(cfg)
+        # the frozen SFT policy, loaded once: for the KL term, and the KL a reward model's run measures
+        needs_ref = (cfg.algo.name != "rft" and cfg.algo.kl_coef > 0) or cfg.reward.model
+        self.ref = reference_model(model, run_dir) if needs_ref else None
+        self.reward = make_reward(cfg, model, self.ref, tokenizer, run_dir)  # the verifier's, or a reward model's
+
+    def run(self, resume_from: Path | None) -> Results:
+        no_tools = bool(self.tools and self.cfg.tools.eval_without_tools)  # the same model with its tools off
+        before = lambda stage: self.cfg.resume and self.tracker.logged(stage, 0)  # noqa: E731 - logged before a stop
+        sft = before("eval") or self.evaluate(0)
+        without = {"sft": before("eval_no_tools") or self.evaluate(0, "eval_no_tools")} if no_tools else {}
+        if self.cfg.rl.steps == 0:
+            return Results(sft, sft, without, 0)
+        steps = self.train(resume_from)
+        rl = self.evaluate(steps)
+        if no_tools:
+            without["rl"] = self.evaluate(steps, "eval_no_tools")
+        return Results(sft, rl, without, steps)
+
+    def evaluate(self, step: int, stage: str = "eval") -> dict:
+        """Held-out pass@k and maj@n (eval_no_tools: with the run's tools off), logged and printed."""
+        t, ev = time.time(), self.cfg.eval
+        result = evaluate(self.engines, self.pool, list(self.book.heldout), ev.samples_per_problem, list(ev.k),
+                          self.tools if stage == "eval" else None, self.reward.heldout_score)
+        result["time"] = time.time() - t
+        self.tracker.log(stage, step, result)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k.startswith(("pass@", "maj@")))
+        print(f"[{stage}] step {step}: held-out {shown} ({result['time']:.1f}s)", flush=True)
+        return result
+
+    def train(self, resume_from: Path | None) -> int:
+        """RL steps until rl.steps or the time budget; returns the number of the last step done."""
+        cfg, rl = self.cfg, self.cfg.rl
+        self.learner = make_learner(self.model, cfg.learner, cfg.cluster)  # this process, or learner.num_workers ranks
+        try:
+            self.learner.start(lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay, betas=(0.9, 0.99),
+                               total_steps=rl.steps if cfg.algo.lr_schedule == "cosine" else 0)
+            self.update = make_update(cfg, self.learner, self.tokenizer.pad_token_id, self.ref,
+                                      learner_bf16(cfg.learner))
+            self.order = PracticeOrder(self.book.practice, cfg.seed, curriculum=rl.curriculum)
+            self.signal = LearningSignal(rl.warn_without_signal, rl.stop_without_signal)
+            first = 1 if resume_from is None else resume(resume_from, self.learner, self.order, self.tracker) + 1
+            if rl.max_staleness > 0 and isinstance(self.learner, LocalLearner) and self.model.device.type == "cpu":
+                learn_beside_engines(self.engines.cores_left_here())
+            batches = Prefetcher(self.draw, first, rl.steps, rl.max_staleness)
+            try:
+                return self.loop(batches, first)
+            finally:
+                batches.close()
+        finally:
+            self.learner.full_model()  # `model` holds the last weights
+            self.learner.close()
+
+    def loop(self, batches: Prefetcher, first: int) -> int:
+        rl, started, done = self.cfg.rl, time.time(), first - 1
+        bar = tqdm(range(first, rl.steps + 1), desc="rl", unit="step", initial=first - 1, total=rl.steps,
+                   dynamic_ncols=True)
         for step in bar:
-            t0 = time.time()
+            clock = [time.time()]
             batch = batches.get()  # sampled and graded (ahead of time, with rl.max_staleness)
             if rl.max_staleness == 0:
-                samplers.sleep()  # sleep mode: the engines free their GPU memory while the learner trains
-            t1 = time.time()
+                self.engines.sleep()  # sleep mode: the engines free their GPU memory while the learner trains
             if all_failed(batch):
                 raise UserError(f"the verifier failed on every answer of step {step} (first reason: "
                                 f"{batch.samples[0].reason}); stopping instead of training on garbage")
-            rlhf = reward_model(batch) if reward_model else {}  # its scores become the reward; proxy, gold, KL
-            t2 = time.time()
-            learned = update(batch)  # advantages -> clipped policy gradient (or RFT)
-            learner.schedule_step()
-            t3 = time.time()
-            samplers.sync_from(learner.full_model(), run_dir / "policy_sync")  # every engine serves the new weights
-            t4 = time.time()
-            times = {"wait": t1 - t0, "learn": t3 - t2, "sync": t4 - t3, "step": t4 - t0}
-            metrics = step_metrics(batch, learned, times, samplers.restarts) | rlhf
-            if learner.schedule is not None:
-                metrics["lr"] = learner.lr()
-            metrics.update(signal.observe(step, batch, str(run_dir / "rollouts.jsonl")))
-            if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or step == rl.steps or out_of_time()):
-                # before logging: a run killed in between re-logs this step from the checkpoint
-                save_state(run_dir / "checkpoints" / "rl_steps", step, learner.full_model(), tokenizer,
-                           learner.optimizer, {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints,
-                           learner.schedule)
-            tracker.log("rl", step, {**metrics, **level_pass_rates(batch), **verifier_metrics(batch),
-                                     **batch.curriculum, **tool_use_metrics(batch)})
-            log_rollouts(run_dir / "rollouts.jsonl", step, batch, rl.rollouts_logged_per_step)
+            clock.append(time.time())
+            rewards = self.reward(batch)  # what the update learns from, and the reward's metrics
+            clock.append(time.time())
+            learned = self.update(batch, rewards.values)  # advantages -> clipped policy gradient (or RFT)
+            self.learner.schedule_step()  # the LR schedule's one step per RL step
+            clock.append(time.time())
+            self.engines.sync_from(self.learner.full_model(), self.run_dir / "policy_sync")  # every engine serves them
+            clock.append(time.time())
+            out_of_time = bool(rl.time_budget_s and time.time() - started >= rl.time_budget_s)
+            metrics = self.record(step, batch, rewards, learned, clock, last=step == rl.steps or out_of_time)
             bar.set_postfix(pass_rate=f"{metrics['pass_rate']:.3f}", len=f"{metrics['completions/mean_length']:.0f}",
-                            s_step=f"{times['step']:.1f}")
+                            s_step=f"{metrics['time/step']:.1f}")
             done = step
-            if out_of_time():
+            if out_of_time:
                 print(f"[rl] time budget of {rl.time_budget_s}s reached after step {step}")
                 break
             if rl.eval_every and step % rl.eval_every == 0 and step != rl.steps:
                 batches.wait()  # the evaluation needs the samplers and graders to itself
-                evaluate_fn(step)
-    finally:
-        batches.close()
-    return done
+                self.evaluate(step)
+        return done
 
+    def record(self, step: int, batch: Batch, rewards: Rewards, learned: dict, clock: list[float],
+               last: bool) -> dict:
+        """The step's metrics, checkpointed (before logging: a run killed in between re-logs this step from the
+        checkpoint), then logged with a few of its rollouts."""
+        rl = self.cfg.rl
+        times = {"wait": clock[1] - clock[0], "learn": clock[3] - clock[2], "sync": clock[4] - clock[3],
+                 "step": clock[4] - clock[0]}
+        metrics = step_metrics(batch, rewards.values, learned, times, self.engines.restarts) | rewards.metrics
+        if self.learner.schedule is not None:
+            metrics["lr"] = self.learner.lr()
+        metrics.update(self.signal.observe(step, batch, rewards.values, str(self.run_dir / "rollouts.jsonl")))
+        if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or last):
+            save_state(self.run_dir / "checkpoints" / "rl_steps", step, self.learner, self.tokenizer,
+                       {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints)
+        self.tracker.log("rl", step, {**metrics, **level_pass_rates(batch), **verifier_metrics(batch),
+                                      **batch.curriculum, **tool_use_metrics(batch)})
+        log_rollouts(self.run_dir / "rollouts.jsonl", step, batch, rewards.scores, rl.rollouts_logged_per_step)
+        return metrics
 
-def draw(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg: DictConfig, step: int) -> Batch:
-    """Step `step`'s batch, drawn from `order` (a batch sampled ahead is drawn again after a resume)."""
-    rl, algo = cfg.rl, cfg.algo
-    logprobs = wants_sampler_logprobs(step, rl, correcting=algo.get("sampler_is") is True)
-    batch = draw_batch(samplers, pool, order, rl.prompts_per_step, rl.samples_per_prompt, algo.dynamic_sampling,
-                       algo.max_sampling_rounds, logprobs=logprobs, tools=tool_settings(cfg))
-    batch.curriculum = curriculum_metrics(order) if rl.curriculum else {}
-    return batch
+    def draw(self, step: int) -> Batch:
+        """Step `step`'s batch, drawn from the practice order (a batch sampled ahead is drawn again after a resume)."""
+        rl, algo = self.cfg.rl, self.cfg.algo
+        logprobs = wants_sampler_logprobs(step, rl, correcting=algo.get("sampler_is") is True)
+        batch = draw_batch(self.engines, self.pool, self.order, self.cfg, logprobs)
+        batch.curriculum = curriculum_metrics(self.order) if rl.curriculum else {}
+        return batch
 
 
 def resume(checkpoint: Path, learner, order: PracticeOrder, tracker) -> int:
     """Load the optimiser, LR schedule and data position of an RL step checkpoint; returns its step."""
-    state = load_state(checkpoint, learner.optimizer, learner.schedule)
+    state = load_state(checkpoint, learner)
     order.restore(state["order"])
     tracker.log_once("rl", state["step"], state["metrics"])  # in case the run died before logging it
     tracker.log("resume", state["step"], {"from": str(checkpoint)})

@@ -8,6 +8,7 @@ import resource
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rlpractice.algorithm.advantages import zero_variance_fraction
 from rlpractice.grading.registry import is_failure
@@ -15,9 +16,9 @@ from rlpractice.rollout.batch import Batch, tool_metrics
 from rlpractice.stages.practice import PracticeOrder
 
 
-def step_metrics(batch: Batch, learned: dict, times: dict[str, float], restarts: int) -> dict:
-    rewards, trained = batch.rewards(), batch.rewards(trained=True)  # the verifier's; what the update learns from
-    samples = batch.samples
+def step_metrics(batch: Batch, trained: torch.Tensor, learned: dict, times: dict[str, float], restarts: int) -> dict:
+    """`trained`: the rewards the update learned from (the verifier's, or a reward model's: reward/)."""
+    rewards, samples = batch.rewards(), batch.samples  # the verifier's
     return {
         "pass_rate": rewards.ge(1.0).float().mean().item(),
         "samples": rewards.numel(),
@@ -78,12 +79,15 @@ def all_failed(batch: Batch) -> bool:
     return all(is_failure(s.reason) for s in batch.samples)
 
 
-def log_rollouts(path: Path, step: int, batch: Batch, per_step: int) -> None:
-    """A few sampled solutions per step with their reward and the verifier's reason, for reading."""
+def log_rollouts(path: Path, step: int, batch: Batch, scores: list[float] | None, per_step: int) -> None:
+    """A few sampled solutions per step with their reward and the verifier's reason, for reading; `scores`: a
+    reward model's score of every sample of the batch, in order (None: no reward model)."""
+    first = 0  # the index of each group's first sample in the batch
     with open(path, "a") as f:
         for g in batch.groups[:per_step]:
             p, s = g.problem, g.samples[0]
             f.write(json.dumps({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
                                 "completion": s.text, "reward": s.reward, "reason": s.reason,
                                 **({"parts": s.parts} if s.parts else {}),
-                                **({"rm_score": s.rm_score} if s.rm_score is not None else {})}) + "\n")
+                                **({"rm_score": scores[first]} if scores is not None else {})}) + "\n")
+            first += len(g.samples)

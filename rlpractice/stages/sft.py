@@ -7,8 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice import model as policy
-from rlpractice.learner import Sequence, place
-from rlpractice.learner_group import learner_bf16
+from rlpractice.learner.device import learner_bf16, place
+from rlpractice.learner.forward import Sequence
 from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.textbook.problems import Problem
 from rlpractice.tools.runner import ToolRunner

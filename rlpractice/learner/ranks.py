@@ -1,4 +1,4 @@
-"""Where the policy learns: in this process (`learner.num_workers=1`), or as N ranks (N > 1): Ray actors in one
+"""The policy learning as N ranks (`learner.num_workers` > 1, local.py has one process): Ray actors in one
 placement group, one torch.distributed process group (gloo on CPU, NCCL on CUDA), the policy sharded over them
 with FSDP2 (`fully_shard`).
 
@@ -7,7 +7,7 @@ rank), so a model too big for one device fits on N; and DDP's gradient hooks exp
 `learner.share_prompts` runs a group's prompt and its completions as two forwards.
 
 Each step the trainer splits the sequences over the ranks (a group's samples stay together, so its prompt still
-runs once), every rank runs the same learner.py step on its share with the *whole batch's* normalisers, and the
+runs once), every rank runs the same steps.py step on its share with the *whole batch's* normalisers, and the
 ranks' gradients are summed: FSDP2 averages them unless told otherwise (its divide factor is set to 1 here). So the
 step equals the single-process step on the whole batch; tests/test_learner_group.py checks it, gradient norm
 included, which is what averaging instead of summing would change (pytorch issue 162338).
@@ -20,94 +20,22 @@ with N ranks resumes with any N.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import ray
 import torch
 from omegaconf import DictConfig
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from transformers import get_cosine_schedule_with_warmup
 
-from rlpractice.errors import UserError
-from rlpractice.learner import (
-    Sequence,
-    lm_step,
-    pick_device,
-    place,
-    policy_gradient_step,
-    prompt_length,
-    sequence_logprobs,
-    target_tokens,
-    use_bf16,
-    use_cpu_settings,
-)
-
-
-def trainer_device(learner: DictConfig) -> str:
-    """Where the trainer keeps the policy: on `learner.device` when it learns in this process, else a full copy
-    on the CPU (the ranks hold the working shards)."""
-    return learner.device if learner.num_workers == 1 else "cpu"
-
-
-def learner_bf16(learner: DictConfig) -> bool:
-    """`learner.bf16` resolved for the device the learning runs on (the ranks': GPU ones when they are given GPUs)."""
-    if learner.num_workers == 1:
-        return use_bf16(learner.bf16, pick_device(learner.device))
-    on_gpu = learner.device.startswith("cuda") or (learner.device == "auto" and learner.num_gpus_per_worker > 0)
-    return use_bf16(learner.bf16, torch.device("cuda" if on_gpu else "cpu"))
-
-
-def make_learner(model, learner: DictConfig, cluster: DictConfig):
-    """The learner `learner.num_workers` asks for, starting from `model`'s weights."""
-    if learner.num_workers == 1:
-        return LocalLearner(model)
-    return LearnerGroup(model, learner, cluster)
-
-
-class LocalLearner:
-    """The policy learning in this process, on `learner.device`."""
-
-    def __init__(self, model, optimizer=None):
-        """`optimizer`: one made elsewhere (else `start` makes AdamW)."""
-        self.model = model
-        self.optimizer, self.schedule = optimizer, None
-
-    def start(self, lr: float, weight_decay: float, betas: tuple[float, float], warmup_steps: int = 0,
-              total_steps: int = 0) -> None:
-        """A fresh AdamW; with `total_steps`, its learning rate warms up linearly, then decays on a cosine."""
-        self.optimizer, self.schedule = adamw(self.model, lr, weight_decay, betas, warmup_steps, total_steps)
-
-    def lm_step(self, seqs: list[Sequence], **kw) -> float:
-        return lm_step(self.model, self.optimizer, seqs, **kw)
-
-    def logprobs(self, seqs: list[Sequence], **kw) -> list[torch.Tensor]:
-        return sequence_logprobs(self.model, seqs, **kw)
-
-    def policy_gradient_step(self, seqs: list[Sequence], old: list[torch.Tensor] | None, loss, **kw) -> dict:
-        return policy_gradient_step(self.model, self.optimizer, seqs, old, loss, **kw)
-
-    def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
-
-    def schedule_step(self) -> None:
-        """A step of the learning-rate schedule: the stage's loop calls it once per stage step (an RL step, whatever
-        optimizer steps its update takes; a pretrain, SFT or rm step), the one place it is stepped."""
-        if self.schedule is not None:
-            self.schedule.step()
-
-    def full_model(self):
-        """The policy with its current weights, for the engines and for checkpoints."""
-        return self.model
-
-    def close(self) -> None:
-        pass
-
-
-def adamw(model, lr: float, weight_decay: float, betas: tuple[float, float], warmup_steps: int, total_steps: int):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=betas)
-    schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps) if total_steps else None
-    return optimizer, schedule
+from rlpractice.algorithm.settings import LossSettings
+from rlpractice.cluster import place_group, start_ray
+from rlpractice.learner.device import pick_device, place, use_cpu_settings
+from rlpractice.learner.forward import Sequence, prompt_length
+from rlpractice.learner.local import LocalLearner
+from rlpractice.learner.steps import target_tokens
 
 
 def shares(seqs: list[Sequence], n: int) -> list[list[int]]:
@@ -125,26 +53,28 @@ def shares(seqs: list[Sequence], n: int) -> list[list[int]]:
     return [sorted(o) for o in out]
 
 
+@dataclass
+class RemoteState:
+    """The ranks' optimizer or LR schedule as checkpoint.py sees one: state_dict / load_state_dict (full tensors,
+    laid out as a single process's optimizer)."""
+
+    state_dict: Callable[[], dict]
+    load_state_dict: Callable[[dict], None]
+
+
 class LearnerGroup:
-    """N learner ranks (`LearnerRank` actors) with the same methods as `LocalLearner`; each call splits the
-    sequences over the ranks and waits for all of them."""
+    """N learner ranks (`LearnerRank` actors) with the interface of `LocalLearner`; each step splits the sequences
+    over the ranks (a group's samples on one rank) and waits for all of them."""
 
     def __init__(self, model, learner: DictConfig, cluster: DictConfig):
-        from rlpractice.rollout.samplers import start_ray  # Ray starts (or attaches) the way the samplers do it
-
         start_ray(cluster)
         n = learner.num_workers
         bundle = {"CPU": learner.num_cpus_per_worker}
         if learner.num_gpus_per_worker:
             bundle["GPU"] = learner.num_gpus_per_worker
-        self.group = placement_group([bundle] * n, strategy=learner.placement)
-        if not self.group.wait(timeout_seconds=cluster.placement_timeout_s):
-            remove_placement_group(self.group)
-            raise UserError(
-                f"Ray could not place {n} learner ranks of {bundle} each (strategy {learner.placement}) within "
-                f"{cluster.placement_timeout_s}s: the cluster has {ray.cluster_resources()} and the engines hold "
-                "their share. Lower learner.num_workers or learner.num_cpus_per_worker/num_gpus_per_worker, or give "
-                "Ray more (cluster.num_cpus, or more nodes)")
+        self.group = place_group("learner ranks", bundle, n, learner.placement, cluster,
+                                 "The engines hold their share. Lower learner.num_workers or learner.num_cpus_per_"
+                                 "worker/num_gpus_per_worker, or give Ray more (cluster.num_cpus, or more nodes)")
         threads = max(1, int(learner.num_cpus_per_worker))
         self.ranks = [LearnerRank.options(
             num_cpus=learner.num_cpus_per_worker, num_gpus=learner.num_gpus_per_worker,
@@ -156,63 +86,70 @@ class LearnerGroup:
         print(f"[learner] {n} ranks ready (FSDP2 over {backend}, {bundle} each)", flush=True)
         self.model = model.cpu()  # the full copy the trainer keeps (`full_model`)
         self.stale = False  # whether the ranks have stepped since `model` was refreshed
-        self.optimizer, self.schedule = RemoteState(self, "optimizer"), None
+        self.optimizer = RemoteState(lambda: self._each(lambda r: r.optimizer_state.remote())[0],
+                                     self._load_optimizer)
+        self.schedule = None
 
-    def _all(self, method: str, *per_rank_args, **same_kwargs) -> list:
-        """Call `method` on every rank at once (they meet in collectives) and wait for all."""
-        calls = []
-        for i, rank in enumerate(self.ranks):
-            args = [a[i] for a in per_rank_args]
-            calls.append(getattr(rank, method).remote(*args, **same_kwargs))
-        return ray.get(calls)
+    def _each(self, call: Callable) -> list:
+        """`call(rank)` on every rank at once (they meet in collectives), and wait for all."""
+        return ray.get([call(r) for r in self.ranks])
+
+    def _load_optimizer(self, state: dict) -> None:
+        ref = ray.put(state)
+        self._each(lambda r: r.load_optimizer_state.remote(ref))
+
+    def _load_schedule(self, state: dict) -> None:
+        self._each(lambda r: r.load_schedule_state.remote(state))
+
+    def _split(self, seqs: list[Sequence]) -> tuple[list[list[int]], list[list[Sequence]]]:
+        """Each rank's share of `seqs` (`shares`), as indices and as sequences."""
+        parts = shares(seqs, len(self.ranks))
+        return parts, [[seqs[i] for i in p] for p in parts]
 
     def nodes(self) -> list[str]:
         """The Ray node id each rank runs on."""
-        return ray.get([r.node.remote() for r in self.ranks])
+        return self._each(lambda r: r.node.remote())
 
     def start(self, lr: float, weight_decay: float, betas: tuple[float, float], warmup_steps: int = 0,
               total_steps: int = 0) -> None:
-        self._all("start", lr=lr, weight_decay=weight_decay, betas=betas, warmup_steps=warmup_steps,
-                  total_steps=total_steps)
-        self.schedule = RemoteState(self, "schedule") if total_steps else None
+        self._each(lambda r: r.start.remote(lr, weight_decay, betas, warmup_steps, total_steps))
+        self.schedule = RemoteState(lambda: self._each(lambda r: r.schedule_state.remote())[0], self._load_schedule) \
+            if total_steps else None
 
     def lm_step(self, seqs: list[Sequence], **kw) -> float:
-        parts = shares(seqs, len(self.ranks))
+        _, mine = self._split(seqs)
         self.stale = True
-        return sum(self._all("lm_step", [[seqs[i] for i in p] for p in parts], total_targets=target_tokens(seqs),
-                             **kw))
+        return sum(ray.get([r.lm_step.remote(m, total_targets=target_tokens(seqs), **kw)
+                            for r, m in zip(self.ranks, mine, strict=True)]))
 
     def logprobs(self, seqs: list[Sequence], **kw) -> list[torch.Tensor]:
-        parts = shares(seqs, len(self.ranks))
+        parts, mine = self._split(seqs)
         out: list[torch.Tensor | None] = [None] * len(seqs)
-        for part, logps in zip(parts, self._all("logprobs", [[seqs[i] for i in p] for p in parts], **kw),
-                               strict=True):
+        for part, logps in zip(parts, ray.get([r.logprobs.remote(m, **kw) for r, m in zip(self.ranks, mine,
+                                                                                           strict=True)]), strict=True):
             for i, lp in zip(part, logps, strict=True):
                 out[i] = lp
         return out  # type: ignore[return-value]
 
-    def policy_gradient_step(self, seqs: list[Sequence], old: list[torch.Tensor] | None, loss,
-                             num_sequences: int | None = None, num_tokens: int | None = None,
-                             ref_logps: list[torch.Tensor] | None = None, **kw) -> dict:
-        parts = shares(seqs, len(self.ranks))
-        pick = lambda values: [None if values is None else [values[i] for i in p] for p in parts]  # noqa: E731
+    def policy_gradient_step(self, seqs: list[Sequence], loss: LossSettings, totals: tuple[int, int] | None = None,
+                             **kw) -> dict:
+        _, mine = self._split(seqs)
         self.stale = True
-        metrics = self._all("policy_gradient_step", [[seqs[i] for i in p] for p in parts], pick(old),
-                            pick(ref_logps), loss=loss,
-                            num_sequences=len(seqs) if num_sequences is None else num_sequences,
-                            num_tokens=target_tokens(seqs) if num_tokens is None else num_tokens, **kw)
-        return combine(metrics, [target_tokens([seqs[i] for i in p]) for p in parts])
+        totals = totals or (len(seqs), target_tokens(seqs))
+        metrics = ray.get([r.policy_gradient_step.remote(m, loss, totals=totals, **kw)
+                           for r, m in zip(self.ranks, mine, strict=True)])
+        return combine(metrics, [target_tokens(m) for m in mine])
+
+    def schedule_step(self) -> None:
+        if self.schedule is not None:
+            self._each(lambda r: r.schedule_step.remote())
 
     def lr(self) -> float:
         return ray.get(self.ranks[0].lr.remote())
 
-    def schedule_step(self) -> None:
-        if self.schedule is not None:
-            self._all("schedule_step")
-
     def full_model(self):
         if self.stale:
-            self.model.load_state_dict(self._all("model_state")[0])
+            self.model.load_state_dict(self._each(lambda r: r.model_state.remote())[0])
             self.stale = False
         return self.model
 
@@ -233,28 +170,10 @@ def combine(metrics: list[dict], tokens: list[int]) -> dict:
     return out
 
 
-class RemoteState:
-    """The ranks' optimizer or LR schedule as checkpoint.py sees one: state_dict / load_state_dict (full tensors,
-    laid out as a single process's optimizer), and get_last_lr."""
-
-    def __init__(self, group: LearnerGroup, what: str):
-        self.group, self.what = group, what
-
-    def state_dict(self) -> dict:
-        return self.group._all("state", what=self.what)[0]
-
-    def load_state_dict(self, state: dict) -> None:
-        ref = ray.put(state)
-        self.group._all("load_state", [ref] * len(self.group.ranks), what=self.what)
-
-    def get_last_lr(self) -> list[float]:
-        return [self.group.lr()]
-
-
 @ray.remote
 class LearnerRank(LocalLearner):
     """One learner rank: a `LocalLearner` whose policy is a shard (FSDP2), with its AdamW state and LR schedule; it
-    runs learner.py's steps on the share of each batch the trainer gives it."""
+    runs steps.py's steps on the share of each batch the trainer gives it."""
 
     def __init__(self, rank: int, world: int, device: str, threads: int, cpu_linear: str = "auto"):
         super().__init__(None)  # the policy comes with `setup`
@@ -299,10 +218,6 @@ class LearnerRank(LocalLearner):
         self.model = model
         return dist.get_backend()
 
-    def policy_gradient_step(self, seqs: list[Sequence], old, ref_logps, loss, **kw) -> dict:
-        """`ref_logps` comes per rank, beside `old` (LearnerGroup._all hands out positional arguments)."""
-        return super().policy_gradient_step(seqs, old, loss, ref_logps=ref_logps, **kw)
-
     def model_state(self) -> dict | None:
         """The full weights, on rank 0 (every rank must call: the shards are gathered)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -310,13 +225,11 @@ class LearnerRank(LocalLearner):
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return full if self.rank == 0 else None
 
-    def state(self, what: str) -> dict | None:
+    def optimizer_state(self) -> dict | None:
         """The optimizer's full state as a single process's `optimizer.state_dict()` lays it out (parameters by
-        index), or the schedule's state; on rank 0."""
+        index), on rank 0 (every rank must call: the shards are gathered)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        if what == "schedule":
-            return self.schedule.state_dict()
         full = get_optimizer_state_dict(self.model, self.optimizer,
                                         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if self.rank != 0:
@@ -325,13 +238,16 @@ class LearnerRank(LocalLearner):
         return {"state": {index[k]: v for k, v in full["state"].items()},
                 "param_groups": [{**g, "params": [index[k] for k in g["params"]]} for g in full["param_groups"]]}
 
-    def load_state(self, state: dict, what: str) -> None:
+    def load_optimizer_state(self, state: dict) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        if what == "schedule":
-            self.schedule.load_state_dict(state)
-            return
         names = [name for name, _ in self.model.named_parameters()]
         full = {"state": {names[i]: v for i, v in state["state"].items()},
                 "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
         set_optimizer_state_dict(self.model, self.optimizer, full, options=StateDictOptions(full_state_dict=True))
+
+    def schedule_state(self) -> dict:
+        return self.schedule.state_dict()
+
+    def load_schedule_state(self, state: dict) -> None:
+        self.schedule.load_state_dict(state)

@@ -1,8 +1,8 @@
-"""From a graded batch to optimiser steps: the update each `algo=` choice makes.
+"""From a graded batch and the rewards to learn from to optimiser steps: the update each `algo=` choice makes.
 
 `PolicyGradient` (grpo, dr_grpo, dapo, gspo, rloo, passk): group-relative advantages, then the clipped surrogate.
 `RejectionSampling` (rft): keep the correct samples and take an SFT step on them.
-Both are called once per RL step with the step's `Batch` and return the step's learner metrics.
+Both are called once per RL step with the step's `Batch` and rewards, and return the step's learner metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from rlpractice import model as policy
 from rlpractice.algorithm.advantages import advantages
 from rlpractice.algorithm.rft import rft_selection
 from rlpractice.algorithm.settings import LossSettings
-from rlpractice.learner import Sequence, place, sequence_logprobs, target_tokens
+from rlpractice.learner.device import place
+from rlpractice.learner.forward import Sequence
+from rlpractice.learner.steps import sequence_logprobs, target_tokens
 from rlpractice.rollout.batch import Batch, Group
 
 
@@ -38,44 +40,29 @@ class PolicyGradient:
 
     def __init__(self, learner, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
                  off_policy: bool = False, share_prompts: bool = True, bf16: bool = False):
-        """`learner`: where the policy learns (learner_group.py: this process, or N ranks)."""
-        self.learner, self.algo, self.loss = learner, algo, loss
-        self.pad_id, self.ref_model, self.off_policy = pad_id, ref_model, off_policy
-        self.share_prompts, self.bf16 = share_prompts, bf16
+        """`learner`: where the policy learns (learner/local.py, ranks.py); `ref_model`: the frozen reference
+        policy, for the KL term (`loss.kl_coef`)."""
+        self.learner, self.algo, self.loss, self.ref_model, self.off_policy = learner, algo, loss, ref_model, off_policy
+        self.forward = dict(pad_id=pad_id, share_prompts=share_prompts, bf16=bf16)
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
 
-    def __call__(self, batch: Batch) -> dict:
-        adv = advantages(batch.rewards(trained=True), self.algo.advantage, self.algo.scale_by_std, self.algo.passk_k)
+    def __call__(self, batch: Batch, rewards: torch.Tensor) -> dict:
+        adv = advantages(rewards, self.algo.advantage, self.algo.scale_by_std, self.algo.passk_k)
         return self.update(batch.groups, adv)
-
-    def _logprobs(self, seqs: list[Sequence], reference: bool = False) -> list[torch.Tensor]:
-        """The policy's (or the frozen reference's, kept in this process) log-probs of `seqs`' tokens."""
-        kw = dict(pad_id=self.pad_id, token_budget=self.loss.token_budget, share_prompts=self.share_prompts,
-                  bf16=self.bf16)
-        return sequence_logprobs(self.ref_model, seqs, **kw) if reference else self.learner.logprobs(seqs, **kw)
 
     def update(self, groups: list[Group], adv: torch.Tensor) -> dict:
         parts = [p.tolist() for p in np.array_split(np.arange(len(groups)), self.algo.minibatches) if len(p)]
         every = [[s for i in part for s in sequences(groups[i], adv[i])] for part in parts]
         # normalisers count every sample of a slice, learned or skipped: skipping changes speed, not the update
-        counts = [(len(seqs), target_tokens(seqs)) for seqs in every]
+        totals = [(len(seqs), target_tokens(seqs)) for seqs in every]
         learned = [[s for s in seqs if s.advantage != 0 or not self.skip_zero_advantage] for seqs in every]
         several_steps = self.algo.num_iterations * len(parts) > 1
-        if self.off_policy:
-            olds = [behaviour_logprobs(seqs) for seqs in learned]
-        else:
-            olds = [self._logprobs(seqs) if several_steps and seqs else None for seqs in learned]
-        refs = [self._logprobs(seqs, reference=True) if self.ref_model is not None and seqs else None
-                for seqs in learned]
-        steps: list[dict] = []
-        for _ in range(self.algo.num_iterations):
-            for seqs, old, ref, (num_sequences, num_tokens) in zip(learned, olds, refs, counts, strict=True):
-                if seqs:
-                    steps.append(self.learner.policy_gradient_step(
-                        seqs, old, self.loss, pad_id=self.pad_id,
-                        num_sequences=num_sequences, num_tokens=num_tokens, ref_logps=ref,
-                        share_prompts=self.share_prompts, bf16=self.bf16))
-        keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if self.ref_model is not None else [])
+        for seqs in learned:  # before the first step: the log-probs of the policy that sampled
+            self._old_and_reference(seqs, several_steps)
+        steps = [self.learner.policy_gradient_step(seqs, self.loss, totals=total, **self.forward)
+                 for _ in range(self.algo.num_iterations) for seqs, total in zip(learned, totals, strict=True) if seqs]
+        keys = ["loss", "clip_ratio", "grad_norm", "entropy"] + (["kl"] if self.loss.kl_coef > 0 else [])
+        keys += [k for k in (steps[0] if steps else {}) if k.startswith("sampler_is/")]
         out = {k: float(np.mean([m[k] for m in steps])) if steps else 0.0 for k in keys}
         # measured on the first step only: that is when the learner's weights are the sampler's
         if steps and "logprob_mismatch" in steps[0]:
@@ -83,6 +70,21 @@ class PolicyGradient:
         out["optimizer_steps"] = len(steps)
         out["learned_sequences"] = sum(len(seqs) for seqs in learned)
         return out
+
+    def _old_and_reference(self, seqs: list[Sequence], several_steps: bool) -> None:
+        """Each sequence's `old_logps` (the engine's when sampling ahead, else the learner's own when there are
+        several steps; none otherwise: the ratio is 1 and exact) and, for the KL term, its `ref_logps`."""
+        kw = dict(pad_id=self.forward["pad_id"], token_budget=self.loss.token_budget,
+                  share_prompts=self.forward["share_prompts"], bf16=self.forward["bf16"])
+        if self.off_policy:
+            for s, old in zip(seqs, behaviour_logprobs(seqs), strict=True):
+                s.old_logps = old
+        elif several_steps and seqs:
+            for s, old in zip(seqs, self.learner.logprobs(seqs, **kw), strict=True):
+                s.old_logps = old
+        if self.loss.kl_coef > 0 and seqs:
+            for s, ref in zip(seqs, sequence_logprobs(self.ref_model, seqs, **kw), strict=True):
+                s.ref_logps = ref
 
 
 class RejectionSampling:
@@ -92,7 +94,8 @@ class RejectionSampling:
     def __init__(self, learner, algo: DictConfig, pad_id: int, bf16: bool = False):
         self.learner, self.algo, self.pad_id, self.bf16 = learner, algo, pad_id, bf16
 
-    def __call__(self, batch: Batch) -> dict:
+    def __call__(self, batch: Batch, rewards: torch.Tensor) -> dict:
+        """Correct is the verifier's word (`rewards` are its own: rft takes no reward model, reward/rewards.py)."""
         return self.update(batch.groups)
 
     def update(self, groups: list[Group]) -> dict:
@@ -112,19 +115,20 @@ def behaviour_logprobs(seqs: list[Sequence]) -> list[torch.Tensor]:
 
 
 def reference_model(model, run_dir: Path):
-    """A frozen copy of the policy RL starts from (the SFT checkpoint when resuming), for the KL term."""
+    """A frozen copy of the policy RL starts from (the SFT checkpoint when resuming), for the KL term and the
+    KL a reward model's run measures."""
     sft_dir = run_dir / "checkpoints" / "sft"
     ref = policy.load(sft_dir)[0] if (sft_dir / "config.json").is_file() else copy.deepcopy(model)
     place(ref, str(model.device))
     return ref.eval().requires_grad_(False)
 
 
-def make_update(cfg: DictConfig, learner, pad_id: int, run_dir: Path, bf16: bool):
-    """The update `algo.name` chooses, with its settings read once from the config."""
+def make_update(cfg: DictConfig, learner, pad_id: int, ref_model, bf16: bool):
+    """The update `algo.name` chooses, with its settings read once from the config; `ref_model`: the frozen
+    reference policy (None when nothing needs one)."""
     algo = cfg.algo
     if algo.name == "rft":
         return RejectionSampling(learner, algo, pad_id, bf16)
     loss = LossSettings.from_config(algo, cfg.sampler.max_new_tokens)
-    ref = reference_model(learner.full_model(), run_dir) if loss.kl_coef > 0 else None
-    return PolicyGradient(learner, algo, loss, pad_id, ref, off_policy=cfg.rl.max_staleness > 0,
+    return PolicyGradient(learner, algo, loss, pad_id, ref_model, off_policy=cfg.rl.max_staleness > 0,
                           share_prompts=cfg.learner.share_prompts, bf16=bf16)
