@@ -148,7 +148,7 @@ class RLConfig:
     # engines return log-probs on those steps, which costs sampling time (scripts/bench_sampling.py). 0: never.
     logprob_mismatch_every: Count = MISSING
     curriculum: bool = MISSING  # true: draw problems with weight p(1-p) of their tracked pass rate
-    rollouts_logged_per_step: Count = MISSING  # sampled solutions written to rollouts.jsonl with reward and reason
+    rollouts_logged_per_step: Count = MISSING  # solutions per step in rollouts.jsonl and W&B's rl/completions table
     checkpoint_every: Count = MISSING  # steps between resumable checkpoints (checkpoints/rl_steps/); 0: never
     keep_checkpoints: Positive = MISSING  # newest resumable checkpoints kept
     # Steps in a row in which no sample earned a reward, or every group's rewards were equal (zero advantages:

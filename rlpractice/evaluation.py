@@ -1,5 +1,6 @@
 """Held-out evaluation with the run's verifier and sampling settings: pass@k (the unbiased estimator of
-Chen et al. 2021, k up to the samples per problem) and maj@n (majority vote over the n samples' final answers)."""
+Chen et al. 2021, k up to the samples per problem) and maj@n (majority vote over the n samples' final answers, as
+the run's verifier reads them when it says how, else as the math extraction does)."""
 
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: 
     `proxy` (a reward model's mean score), `rlhf/proxy` beside them."""
     groups, _ = sample_groups(samplers, pool, problems, n, logprobs=False, tools=tools)
     correct = [sum(r >= 1.0 for r in g.rewards) for g in groups]
-    majority = [majority_correct([answer_key(s.text) for s in g.samples], [r >= 1.0 for r in g.rewards])
-                for g in groups]
+    key = pool.answer or answer_key  # the verifier's own reading of the final answer, when it gives one
+    majority = [majority_correct([key(s.text) for s in g.samples], [r >= 1.0 for r in g.rewards]) for g in groups]
     by_level: dict[int, list[int]] = defaultdict(list)
     for g, c in zip(groups, correct, strict=True):
         by_level[g.problem.level].append(c)
@@ -70,8 +71,7 @@ def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: 
     out[f"maj@{n}"] = float(np.mean(majority))
     out.update({f"level{lv}/pass@1": mean_pass_at_k(cs, n, 1) for lv, cs in sorted(by_level.items())})
     out["completion_length"] = float(np.mean([len(s.ids) for g in groups for s in g.samples]))
-    if tools:
-        out.update(tool_metrics([s for g in groups for s in g.samples]))
+    out.update(tool_metrics([s for g in groups for s in g.samples]))
     if proxy is not None:
         out["rlhf/proxy"] = proxy(groups)
     out["num_problems"] = len(problems)

@@ -59,7 +59,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         book = with_chat_template(book, tokenizer, cfg.model)
         if done is None or done.name == "pretrain":  # stage 2
             if cfg.sft.steps > 0 and book.worked:
-                model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed, ckpt / "sft_steps", runner)
+                model = run_sft(cfg, model, tokenizer, book.worked, tracker, ckpt / "sft_steps", runner)
             elif cfg.sft.steps > 0:
                 print("[sft] skipped: the data has no worked solutions (answer_format=plain)")
             policy.save(model, tokenizer, ckpt / "sft")
@@ -127,7 +127,7 @@ def pretrained(cfg: DictConfig, book: Textbook, tracker, ckpt: Path, rl_state: P
         model, tokenizer = policy.load(cfg.model.path)
         print(f"[model] loaded {cfg.model.path} ({policy.num_params(model) / 1e6:.2f}M params); no pretraining")
     else:
-        model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed, ckpt / "pretrain_steps")
+        model, tokenizer = run_pretrain(cfg, book.exposition, tracker, ckpt / "pretrain_steps")
         policy.save(model, tokenizer, ckpt / "pretrain")
         shutil.rmtree(ckpt / "pretrain_steps", ignore_errors=True)  # the final checkpoint replaces them
     place(model, trainer_device(cfg.learner))
@@ -136,18 +136,15 @@ def pretrained(cfg: DictConfig, book: Textbook, tracker, ckpt: Path, rl_state: P
 
 def summarise(cfg: DictConfig, book: Textbook, results: Results, seconds: float, run_dir: Path) -> dict:
     """summary.json: pass rates after SFT and after RL (with tools off too, for a run with tools), and the run."""
-    shown = lambda r: {k: v for k, v in r.items() if k.startswith(("pass@", "maj@", "level"))}  # noqa: E731
     sft, rl, tools = results.sft, results.rl, tool_settings(cfg)
     return {
         "sft_pass_at_1": sft["pass@1"],
         "rl_pass_at_1": rl["pass@1"],
         "rl_gain": rl["pass@1"] - sft["pass@1"],
-        **{f"sft_{k}": v for k, v in shown(sft).items()},
-        **{f"rl_{k}": v for k, v in shown(rl).items()},
+        **{f"{stage}_{k}": v for stage, r in (("sft", sft), ("rl", rl)) for k, v in r.items()
+           if k.startswith(("pass@", "maj@", "level", "tools/"))},  # tools/: evaluated with tools
         **({"tools": tools.names} if tools else {}),
         **{f"{stage}_pass_at_1_no_tools": r["pass@1"] for stage, r in results.without_tools.items()},
-        **({f"{stage}_{k}": v for stage, r in (("sft", sft), ("rl", rl)) for k, v in r.items()
-            if k.startswith("tools/")} if tools else {}),
         "heldout_problems": len(book.heldout),
         "eval_samples_per_problem": cfg.eval.samples_per_problem,
         "eval_temperature": cfg.sampler.temperature,

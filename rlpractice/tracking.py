@@ -51,6 +51,14 @@ class Tracker:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps({"stage": stage, "step": step, **metrics}) + "\n")
 
+    def log_table(self, stage: str, step: int, name: str, rows: list[dict]) -> None:
+        """`rows` as a W&B table `stage/name` at `step` (TRL's log_completions: a few of a step's completions)."""
+        if rows:
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            data = [[v if isinstance(v := r.get(k), (str, int, float, type(None))) else json.dumps(v) for k in columns]
+                    for r in rows]
+            self.run.log({f"{stage}/{name}": wandb.Table(columns=columns, data=data), f"{stage}/step": step})
+
     def finish(self, summary: dict) -> None:
         for k, v in summary.items():
             self.run.summary[k] = v

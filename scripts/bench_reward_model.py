@@ -89,15 +89,15 @@ def main() -> None:
         t = time.time()
         tb = cfg.textbook
         book = build_textbook(cfg.seed, tb.exposition_paragraphs, tb.worked, 0, 0, tuple(tb.levels), tb.answer_only)
-        model, tokenizer = run_pretrain(cfg, book.exposition, tracker, cfg.seed)
+        model, tokenizer = run_pretrain(cfg, book.exposition, tracker)
         seconds["pretrain"] = time.time() - t
         t = time.time()
-        model = run_sft(cfg, model, tokenizer, book.worked, tracker, cfg.seed)
+        model = run_sft(cfg, model, tokenizer, book.worked, tracker)
         start = policy.save(model, tokenizer, run_dir / "sft")
         seconds["sft"] = time.time() - t
     t = time.time()
     train, heldout = load_pairs(cfg.rm, cfg.seed)
-    model, tokenizer, final = run_rm(cfg, start, train, heldout, tracker, cfg.seed)
+    model, tokenizer, final = run_rm(cfg, start, train, heldout, tracker)
     seconds["rm"] = time.time() - t
     policy.save(model, tokenizer, run_dir / "rm")
     tracker.finish({f"rm_heldout_{k}": v for k, v in final.items()})

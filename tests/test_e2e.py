@@ -1,31 +1,37 @@
 """End to end through the real command line: pretrain -> SFT -> GRPO with Ray + vLLM + W&B (offline)."""
 
 import json
+import re
 
 import pytest
 
+from rlpractice.caches import CACHE_VARIABLES
 from rlpractice.tracking import read_metrics
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
 
-NOISE = ["FutureWarning", "Triton is installed", "NUMA binding", "Token authentication", "(SamplerActor pid=",
-         "deduplicates logs", "font_manager"]
+OUR_LINES = re.compile(r"\[[a-z_]+\] |sft pass@1 |run directory: ")  # what the trainer itself prints
+PROGRESS = re.compile(r"(pretrain|sft|rm|rl): ")  # tqdm's bars, one per stage, on stderr
 
 
 def test_three_stages_end_to_end(tmp_path, tiny_args):
-    run_dir = tmp_path / "run"
-    result = run_cli([*tiny_args, f"hydra.run.dir={run_dir}", f"cache_dir={tmp_path / 'cache'}"])
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    result = run_cli([*tiny_args, f"hydra.run.dir={run_dir}", f"cache_dir={cache}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"run directory: {run_dir}" in result.stdout
-    console = result.stdout + result.stderr
-    for noise in NOISE:  # library chatter goes to the run's log files, not the console
-        assert noise not in console, noise
-    assert "Token authentication" in (run_dir / "__main__.log").read_text()
-    assert "NUMA" in "".join(p.read_text() for p in (run_dir / "logs").glob("sampler_*.log"))
-    assert list((tmp_path / "cache" / "wandb").rglob("core-debug-*.log"))  # tool caches go to cache_dir
-    assert list((tmp_path / "cache" / "torchinductor").rglob("*.py"))  # the engines' compiled kernels too
+    # the console holds the trainer's own lines and progress bars; library messages go to the run's log file and
+    # each engine's output to logs/, whatever the libraries say
+    assert all(OUR_LINES.match(line) for line in result.stdout.splitlines() if line.strip()), result.stdout
+    bars = [part for line in result.stderr.splitlines() for part in line.split("\r") if part.strip()]
+    assert all(PROGRESS.match(part) for part in bars), result.stderr[-3000:]
+    assert (run_dir / "__main__.log").is_file()
+    engine_logs = list((run_dir / "logs").glob("sampler_*.log"))
+    assert engine_logs and all(p.stat().st_size > 0 for p in engine_logs)
+    # the tools' caches go to cache_dir, in the folders caches.py names (W&B's among them)
+    folders = {p.name for p in cache.iterdir()}
+    assert "wandb" in folders and folders <= {v.split("/")[0] for v in CACHE_VARIABLES.values()}
 
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("sft_pass_at_1", "rl_pass_at_1", "rl_steps", "samples_per_prompt", "wall_seconds"):
@@ -51,6 +57,7 @@ def test_three_stages_end_to_end(tmp_path, tiny_args):
     assert len(offline) == 1
     history = list(offline[0].glob("*.wandb"))
     assert history and b"rl/pass_rate" in history[0].read_bytes()
+    assert b"rl/completions" in history[0].read_bytes()  # a table of a few completions per step, as TRL logs them
 
 
 CUSTOM = '''

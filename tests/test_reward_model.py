@@ -2,7 +2,6 @@
 AutoModelForSequenceClassification and scores the same, and a stopped stage resumes exactly."""
 
 import random
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,8 @@ from rlpractice.stages import reward_model
 from rlpractice.stages.reward_model import run_rm
 from rlpractice.textbook.preferences import PreferencePair, load_pairs
 from rlpractice.tokenizer import train_tokenizer
-from rlpractice.tracking import Tracker, read_metrics
+from rlpractice.tracking import read_metrics
+from tests.stop_resume import assert_resumed_like_straight, stop_in_call, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "red blue green cat dog sun tree box cup hat pen map".split()
@@ -57,20 +57,9 @@ def config(**rm):
     })
 
 
-@contextmanager
-def tracking(cfg, run_dir: Path):
-    """The real tracker (W&B offline), finished at the end as the process would be."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(cfg, run_dir)
-    try:
-        yield tracker
-    finally:
-        tracker.finish({})
-
-
 def train(cfg, start: Path, run_dir: Path):
     with tracking(cfg, run_dir) as tracker:
-        return run_rm(cfg, start, toy_pairs(400, 1), toy_pairs(64, 2), tracker, 0, run_dir / "steps")
+        return run_rm(cfg, start, toy_pairs(400, 1), toy_pairs(64, 2), tracker, run_dir / "steps")
 
 
 def test_learns_a_separable_preference_and_saves_a_folder_that_loads_elsewhere(start, tmp_path, monkeypatch):
@@ -107,37 +96,19 @@ def test_score_ids_is_independent_of_batching(start):
     assert score_ids(model, seqs, batch_tokens=10_000) == pytest.approx(one_by_one, abs=1e-5)
 
 
-class Stop(Exception):
-    pass
-
-
 def test_stopped_and_resumed_stage_ends_bitwise_like_a_straight_run(start, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     every = {"steps": 12, "checkpoint_every": 4, "eval_every": 4}  # checkpoints after steps 4 and 8
     straight = train(config(**every), start, tmp_path / "straight")[0]
     assert [p.name for p in complete_checkpoints(tmp_path / "straight" / "steps")] == ["step_000004", "step_000008"]
 
-    run_dir, real_step, calls = tmp_path / "stopped", reward_model.preference_step, []
-
-    def step_then_stop(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 7:  # inside step 7: step 6 was logged, the last checkpoint is step 4's
-            raise Stop
-        return real_step(*args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(reward_model, "preference_step", step_then_stop)
-        with pytest.raises(Stop):
-            train(config(**every), start, run_dir)
+    run_dir = tmp_path / "stopped"
+    # inside step 7: step 6 was logged, the last checkpoint is step 4's
+    stop_in_call(monkeypatch, reward_model, "preference_step", 7, lambda: train(config(**every), start, run_dir))
     resumed_cfg = config(**every)
     resumed_cfg.resume = True
     resumed = train(resumed_cfg, start, run_dir)[0]
-
-    for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
-        assert torch.equal(a, b), name
-    rows = lambda d: [(r["step"], r["loss"]) for r in read_metrics(d / "metrics.jsonl") if r["stage"] == "rm"]  # noqa: E731
-    assert rows(run_dir) == rows(tmp_path / "straight")  # steps 2..12, each once, same values
-    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "resume"] == [4]
+    assert_resumed_like_straight(straight, resumed, tmp_path / "straight", run_dir, "rm", ("loss",), resumed_after=4)
 
 
 def test_the_settings_file_composes_with_the_builtin_pairs():

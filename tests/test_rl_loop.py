@@ -46,6 +46,8 @@ class FakeEngines:
 
 
 class FakeGrader:
+    answer = None  # the verifier's reading of a final answer: the math extraction's
+
     def grade(self, completions, answers, columns):
         return [Grade(float(c.strip().endswith(a)), "ok") for c, a in zip(completions, answers, strict=True)]
 
@@ -62,6 +64,9 @@ class Rows:
     def logged(self, stage, step):
         return None
 
+    def log_table(self, stage, step, name, rows):
+        self.rows.append({"stage": f"{stage}/{name}", "step": step, "rows": rows})
+
 
 def config(*overrides):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
@@ -77,8 +82,9 @@ def tiny():
                  for i in range(6)]
 
 
-def run(cfg, tiny, tmp_path, monkeypatch) -> list[dict]:
-    """The RL stage as the pipeline runs it, on fake engines and graders; the rows it logged."""
+def run(cfg, tiny, tmp_path, monkeypatch, everything: bool = False) -> list[dict]:
+    """The RL stage as the pipeline runs it, on fake engines and graders; the RL rows it logged (`everything`: all
+    rows)."""
     tok, problems = tiny
     model = policy.new_model(tok, 64, 1, 2, 128, 64, seed=0)
     place(model, "cpu")
@@ -86,8 +92,9 @@ def run(cfg, tiny, tmp_path, monkeypatch) -> list[dict]:
     tracker = Rows()
     book = Textbook([], [], problems, problems[:2])
     results = rl.run_rl(cfg, model, tok, book, FakeGrader(), tracker, tmp_path)
-    assert results.steps == cfg.rl.steps and [r["step"] for r in tracker.rows if r["stage"] == "eval"] == [0, 8]
-    return [r for r in tracker.rows if r["stage"] == "rl"]
+    assert results.steps == cfg.rl.steps
+    assert [r["step"] for r in tracker.rows if r["stage"] == "eval"] == [0, cfg.rl.steps]
+    return tracker.rows if everything else [r for r in tracker.rows if r["stage"] == "rl"]
 
 
 @pytest.mark.parametrize("algo", ["rft", "grpo"])
@@ -99,3 +106,43 @@ def test_a_cosine_schedule_decays_to_zero_over_the_run_and_never_climbs_back(alg
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     assert all(a > b for a, b in zip(lrs[:-1], lrs[1:], strict=True)), lrs
     assert lrs[0] < config().algo.lr and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+# TRL's GRPOTrainer names for what rlpractice logs too (rlpractice's own names for two of them: `lr` for its
+# learning_rate and `clip_ratio` for clip_ratio/region_mean)
+TRL_NAMES = ["reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/min_length",
+             "completions/max_length", "completions/clipped_ratio", "loss", "grad_norm", "entropy", "kl"]
+
+
+def test_a_step_logs_trl_metric_names_and_a_table_of_its_completions(tiny, tmp_path, monkeypatch):
+    rows = run(config("rl.steps=2", "algo.kl_coef=0.01", "rl.rollouts_logged_per_step=2"), tiny, tmp_path, monkeypatch,
+               everything=True)
+    steps = [r for r in rows if r["stage"] == "rl"]
+    for name in TRL_NAMES:
+        assert all(name in r for r in steps), name
+    assert steps[0]["completions/min_length"] <= steps[0]["completions/mean_length"] <= \
+        steps[0]["completions/max_length"]
+    tables = [r for r in rows if r["stage"] == "rl/completions"]
+    assert [t["step"] for t in tables] == [1, 2] and all(len(t["rows"]) == 2 for t in tables)
+    assert {"prompt", "completion", "reward", "reason"} <= set(tables[0]["rows"][0])
+    assert (tmp_path / "rollouts.jsonl").read_text().count("\n") == 4  # the same rows, beside them
+
+
+def test_maj_at_n_votes_on_the_verifiers_own_reading_of_the_answer(tiny):
+    """A verifier that says how it reads a final answer (@verifier(..., answer=fn)): maj@n votes on that."""
+    from rlpractice.evaluation import evaluate
+    from rlpractice.grading.registry import get_verifier, verifier
+
+    tok, problems = tiny
+    last_word = lambda text: text.split()[-1]  # noqa: E731 - a verifier's own answer format
+
+    @verifier("last_word_in_test", answer=last_word)
+    def last_word_in_test(completion: str, answer: str, **_) -> float:
+        return float(last_word(completion) == answer)
+
+    assert get_verifier("last_word_in_test").answer is last_word
+    grader = FakeGrader()
+    problem = [p for p in problems if p.answer == "0"][:1]  # the samples answer 0, 1, 2, 0: 0 wins the math vote
+    assert evaluate(FakeEngines(tok), grader, problem, 4, [1])["maj@4"] == 1.0
+    grader.answer = lambda text: "one" if text.endswith("1") else None  # a reading only the wrong sample gives
+    assert evaluate(FakeEngines(tok), grader, problem, 4, [1])["maj@4"] == 0.0

@@ -1,7 +1,6 @@
 """Pretraining and SFT stopped part-way, then resumed, end bitwise where an uninterrupted run ends, and log
 each step once. A stop is an exception from inside a training step: what a kill leaves behind, in one process."""
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,12 @@ from rlpractice.stages.pretrain import run_pretrain
 from rlpractice.stages.sft import run_sft
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
-from rlpractice.tracking import Tracker, read_metrics
+from rlpractice.tracking import read_metrics
 from tests.conftest import ROOT
+from tests.stop_resume import assert_resumed_like_straight, stop_in_call, tracking
 
 BOOK = build_textbook(0, 200, 50, 10, 4)
 STEPS, EVERY = 12, 4  # checkpoints after steps 4 and 8; the stop comes inside step 7, after step 6 was logged
-
-
-class Stop(Exception):
-    pass
 
 
 def config(*overrides: str):
@@ -39,45 +35,18 @@ def config(*overrides: str):
         return compose("config", overrides=["+experiment=math", *tiny, *overrides])
 
 
-@contextmanager
-def tracking(cfg, run_dir: Path):
-    """The real tracker (W&B offline), finished at the end as the process would be."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(cfg, run_dir)
-    try:
-        yield tracker
-    finally:
-        tracker.finish({})
-
-
 def train(stage: str, cfg, run_dir: Path):
     """The stage as the pipeline runs it; SFT starts from the same fresh model every time."""
     with tracking(cfg, run_dir) as tracker:
         if stage == "pretrain":
-            return run_pretrain(cfg, BOOK.exposition, tracker, 0, run_dir / "steps")[0]
+            return run_pretrain(cfg, BOOK.exposition, tracker, run_dir / "steps")[0]
         tok = train_tokenizer(BOOK.exposition, 300)
         base = policy.new_model(tok, 64, 2, 2, 128, 256, seed=0)
-        return run_sft(cfg, base, tok, BOOK.worked, tracker, 0, run_dir / "steps")
+        return run_sft(cfg, base, tok, BOOK.worked, tracker, run_dir / "steps")
 
 
 def rows(run_dir: Path, stage: str) -> list[tuple]:
     return [(r["step"], r["loss"], r["lr"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == stage]
-
-
-def stop_in_step_7(monkeypatch, learner_class, run) -> None:
-    """`run()` stops with an exception inside its 7th step of `learner_class`."""
-    real_step, calls = learner_class.lm_step, []
-
-    def step_then_stop(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 7:
-            raise Stop
-        return real_step(*args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(learner_class, "lm_step", step_then_stop)
-        with pytest.raises(Stop):
-            run()
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "sft"])
@@ -87,18 +56,13 @@ def test_stopped_and_resumed_stage_ends_bitwise_like_a_straight_run(stage, tmp_p
     assert [p.name for p in complete_checkpoints(tmp_path / "straight" / "steps")] == ["step_000004", "step_000008"]
 
     run_dir = tmp_path / "stopped"
-    stop_in_step_7(monkeypatch, LocalLearner, lambda: train(stage, config(), run_dir))
+    stop_in_call(monkeypatch, LocalLearner, "lm_step", 7, lambda: train(stage, config(), run_dir))
     assert [r[0] for r in rows(run_dir, stage)] == [2, 4, 6]
 
     # the resumed run reads its tokenizer from the checkpoint: a retrained one could number tokens differently
     monkeypatch.setattr(pretrain, "train_tokenizer", lambda *a: pytest.fail("tokenizer retrained on resume"))
     resumed = train(stage, config("resume=true"), run_dir)
-
-    for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
-        assert torch.equal(a, b), name
-    assert rows(run_dir, stage) == rows(tmp_path / "straight", stage)  # steps 2..12, each once, same values
-    resumes = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["stage"] == "resume"]
-    assert [r["step"] for r in resumes] == [4]
+    assert_resumed_like_straight(straight, resumed, tmp_path / "straight", run_dir, stage, ("loss", "lr"), 4)
 
 
 @pytest.mark.slow
@@ -110,7 +74,7 @@ def test_a_stage_saved_by_two_learner_ranks_resumes_in_one_process(tmp_path, mon
     straight = train("pretrain", config(), tmp_path / "straight")
     run_dir = tmp_path / "stopped"
     try:
-        stop_in_step_7(monkeypatch, LearnerGroup, lambda: train("pretrain", config(*ranks), run_dir))
+        stop_in_call(monkeypatch, LearnerGroup, "lm_step", 7, lambda: train("pretrain", config(*ranks), run_dir))
     finally:
         ray.shutdown()
     assert [r[0] for r in rows(run_dir, "pretrain")] == [2, 4, 6]

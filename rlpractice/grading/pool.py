@@ -75,6 +75,8 @@ class GradingPool:
         self.name, self.plugins = "+".join(self.weights), [str(p) for p in plugins]
         # looked up here first: a bad name fails early, in the trainer, with a clear message
         self.verifiers = {n: get_verifier(n, self.plugins) for n in self.weights}
+        # how the run's verifier reads a final answer, when it says (the first of several that does)
+        self.answer = next((v.answer for v in self.verifiers.values() if v.answer is not None), None)
         self.timeout_s, self.memory_limit_mb = timeout_s, memory_limit_mb
         self._ctx = mp.get_context("spawn")  # no fork: the trainer holds threads (Ray, torch)
         self._workers = [self._spawn() for _ in range(num_workers)]

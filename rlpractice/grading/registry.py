@@ -10,7 +10,9 @@ Only the files named are imported. Several verifiers combine with weights (`veri
 None means "does not apply to this answer" and leaves that verifier out of the sum.
 
 `fast=` optionally gives a cheap, safe function run in the trainer process first (e.g. plain numbers);
-it returns a Grade, or None to send the answer to the isolated worker processes.
+it returns a Grade, or None to send the answer to the isolated worker processes. `answer=` optionally says how
+the verifier reads a completion's final answer (`fn(completion) -> str | None`): held-out maj@n votes on it
+(evaluation.py; without one, on the math extraction).
 """
 
 from __future__ import annotations
@@ -40,16 +42,17 @@ class Verifier:
     name: str
     fn: Callable
     fast: Callable | None = None
+    answer: Callable[[str], str | None] | None = None
 
 
 _REGISTRY: dict[str, Verifier] = {}
 
 
-def verifier(name: str, fast: Callable | None = None) -> Callable:
+def verifier(name: str, fast: Callable | None = None, answer: Callable[[str], str | None] | None = None) -> Callable:
     """Decorator: register `fn` under `name`."""
 
     def register(fn: Callable) -> Callable:
-        _REGISTRY[name] = Verifier(name, fn, fast)
+        _REGISTRY[name] = Verifier(name, fn, fast, answer)
         return fn
 
     return register
@@ -112,7 +115,9 @@ def get_verifier(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Verifi
         if not callable(fn):
             raise UserError(f"verifier {name!r} is a {type(fn).__name__}, not a function")
         registered = next((v for v in _REGISTRY.values() if v.fn is fn), None)  # keeps its fast path
-        return Verifier(name, fn, registered.fast if registered else getattr(fn, "fast", None))
+        if registered:
+            return Verifier(name, fn, registered.fast, registered.answer)
+        return Verifier(name, fn, getattr(fn, "fast", None), getattr(fn, "answer", None))
     if name not in _REGISTRY:
         _load_builtins()
     if name not in _REGISTRY:

@@ -9,21 +9,11 @@ and `schedule`, whose state_dict checkpoints hold.
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
 from transformers import get_cosine_schedule_with_warmup
 
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.learner.forward import Sequence
 from rlpractice.learner.steps import lm_step, policy_gradient_step, sequence_logprobs
-
-
-def make_learner(model, learner: DictConfig, cluster: DictConfig):
-    """The learner `learner.num_workers` asks for, starting from `model`'s weights: this process, or N ranks."""
-    if learner.num_workers == 1:
-        return LocalLearner(model)
-    from rlpractice.learner.ranks import LearnerGroup
-
-    return LearnerGroup(model, learner, cluster)
 
 
 class LocalLearner:

@@ -1,20 +1,11 @@
-"""The policy learning as N ranks (`learner.num_workers` > 1, local.py has one process): Ray actors in one
-placement group, one torch.distributed process group (gloo on CPU, NCCL on CUDA), the policy sharded over them
-with FSDP2 (`fully_shard`).
+"""The policy learning as N ranks (`learner.num_workers` > 1; local.py is one process): Ray actors in one placement
+group and one torch.distributed group, the policy sharded with FSDP2, which keeps 1/N of the weights, gradients and
+AdamW state on each rank and, unlike DDP, takes `learner.share_prompts`' two forwards per backward.
 
-Why FSDP2, not DDP: each rank keeps 1/N of the weights, gradients and AdamW state (DDP keeps all of them on every
-rank), so a model too big for one device fits on N; and DDP's gradient hooks expect one forward per backward, while
-`learner.share_prompts` runs a group's prompt and its completions as two forwards.
-
-Each step the trainer splits the sequences over the ranks (a group's samples stay together, so its prompt still
-runs once), every rank runs the same steps.py step on its share with the *whole batch's* normalisers, and the
-ranks' gradients are summed: FSDP2 averages them unless told otherwise (its divide factor is set to 1 here). So the
-step equals the single-process step on the whole batch; tests/test_learner_group.py checks it, gradient norm
-included, which is what averaging instead of summing would change (pytorch issue 162338).
-
-The trainer keeps a full copy of the policy on its CPU, refreshed from the ranks only when it is needed: the engines
-take new weights or a checkpoint is written (`full_model`). Checkpoints hold full, unsharded tensors, so a run saved
-with N ranks resumes with any N.
+Each step every rank runs steps.py on its share of the groups with the whole batch's normalisers, and the ranks'
+gradients are summed (FSDP2 would average them: its divide factor is set to 1, pytorch issue 162338), so the step
+is the one-process step (tests/test_learner_group.py). The trainer keeps a full CPU copy, refreshed when the engines
+or a checkpoint need it; checkpoints hold full tensors, so a run resumes with any N. More: docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -36,6 +27,11 @@ from rlpractice.learner.device import pick_device, place, use_cpu_settings
 from rlpractice.learner.forward import Sequence, prompt_length
 from rlpractice.learner.local import LocalLearner
 from rlpractice.learner.steps import target_tokens
+
+
+def make_learner(model, learner: DictConfig, cluster: DictConfig):
+    """The learner `learner.num_workers` asks for, starting from `model`'s weights: this process, or N ranks."""
+    return LocalLearner(model) if learner.num_workers == 1 else LearnerGroup(model, learner, cluster)
 
 
 def shares(seqs: list[Sequence], n: int) -> list[list[int]]:

@@ -9,24 +9,10 @@ from collections import Counter
 
 import torch
 
-from rlpractice.algorithm.losses import (
-    aggregate,
-    clipped_surrogate,
-    kl_k1,
-    kl_k3,
-    sequence_level_logp,
-    truncated_is_weights,
-)
+from rlpractice.algorithm import losses
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.errors import UserError
-from rlpractice.learner.forward import (
-    PromptKV,
-    Sequence,
-    collate,
-    shared_prompt_logprobs,
-    step_prompts,
-    token_logprobs,
-)
+from rlpractice.learner.forward import PromptKV, Sequence, collate, shared_prompt_logprobs, step_prompts, token_logprobs
 from rlpractice.learner.microbatch import even_out, microbatches, sequence_batches
 
 
@@ -132,16 +118,17 @@ def _surrogate(batch: list[Sequence], logp_entropy, target: torch.Tensor, loss: 
     logp, entropy = logp_entropy
     old = logp.detach() if batch[0].old_logps is None else _padded([s.old_logps for s in batch], logp)
     adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=logp.device)
-    ratio_logp = sequence_level_logp(logp, old, target) if loss.ratio_level == "sequence" else logp
-    per_token, was_clipped = clipped_surrogate(ratio_logp, old, adv, loss.eps_low, loss.eps_high)
+    ratio_logp = losses.sequence_level_logp(logp, old, target) if loss.ratio_level == "sequence" else logp
+    per_token, was_clipped = losses.clipped_surrogate(ratio_logp, old, adv, loss.eps_low, loss.eps_high)
     sampler, sampled = _sampler_logps(batch, logp)
     if loss.sampler_is_cap and sampled.any():  # the engines' precision differs: reweight to the learner's policy
-        weight, truncated = truncated_is_weights(old, torch.where(sampled, sampler, old), loss.sampler_is_cap)
+        weight, truncated = losses.truncated_is_weights(old, torch.where(sampled, sampler, old), loss.sampler_is_cap)
         per_token = per_token * weight
         sums["is"] += (weight * sampled).sum().item()
         sums["is_truncated"] += (truncated & sampled).sum().item()
     if loss.kl_coef > 0:
-        kl = {"k1": kl_k1, "k3": kl_k3}[loss.kl_estimator](logp, _padded([s.ref_logps for s in batch], logp))
+        kl_fn = losses.kl_k1 if loss.kl_estimator == "k1" else losses.kl_k3
+        kl = kl_fn(logp, _padded([s.ref_logps for s in batch], logp))
         per_token = per_token + loss.kl_coef * kl
         sums["kl"] += (kl.detach() * target).sum().item()
     if loss.entropy_coef > 0:
@@ -152,7 +139,7 @@ def _surrogate(batch: list[Sequence], logp_entropy, target: torch.Tensor, loss: 
     # train/inference mismatch: learner vs engine log-prob of the same sampled token
     sums["mismatch"] += ((logp.detach() - sampler).abs() * sampled).sum().item()
     sums["sampled"] += int(sampled.sum().item())
-    return aggregate(per_token, target, loss.aggregation, *totals, loss.max_tokens)
+    return losses.aggregate(per_token, target, loss.aggregation, *totals, loss.max_tokens)
 
 
 def _step_metrics(sums: Counter, grad_norm: float, loss: LossSettings) -> dict:

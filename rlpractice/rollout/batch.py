@@ -86,7 +86,9 @@ class Batch:
 
 def tool_metrics(samples: list[Sample]) -> dict:
     """How the samples used their tools: calls per completion, errors and timeouts per call, seconds the
-    calls took in all, and the share of correct answers that used a tool."""
+    calls took in all, and the share of correct answers that used a tool; nothing for samples without tools."""
+    if all(s.tool_mask is None for s in samples):
+        return {}
     calls = sum(s.tool_calls for s in samples)
     correct = [s for s in samples if s.reward >= 1.0]
     return {"tools/calls_per_completion": calls / max(len(samples), 1),

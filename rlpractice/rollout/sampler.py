@@ -137,7 +137,7 @@ class SamplerActor:
         prompt_ids = [list(tokenizer.encode(p)) for p, _ in requests]  # as vLLM's own prompt rendering does
         params = sampling_params(1, max_tokens, temperature, top_p, ignore_eos, logprobs)
         grouped = tool_rollouts(self.llm.llm_engine, tokenizer, prompt_ids, [n for _, n in requests], params,
-                                self.runner, tools.max_calls, max_tokens, logprobs)
+                                self.runner, tools.max_calls)
         texts = iter(tokenizer.batch_decode([r.ids for rs in grouped for r in rs], skip_special_tokens=True))
         return [Group(None, ids, [Sample(r.ids, next(texts), r.finish, r.logps if logprobs else None, r.tool_mask,
                                          tool_calls=r.calls, tool_errors=r.errors, tool_timeouts=r.timeouts,

@@ -1,4 +1,4 @@
-"""The loop pretraining and SFT share: draw a batch, take one next-token step, log, checkpoint now and then.
+"""The loop pretraining, SFT and stage rm share: draw a batch, take one step, log, checkpoint now and then.
 
 A stage stopped part-way continues, with resume=true, from its last checkpoint (checkpoint.py): same weights,
 optimizer, LR schedule, RNG and data position, so it runs exactly the steps it would have run.
@@ -7,14 +7,16 @@ optimizer, LR schedule, RNG and data position, so it runs exactly the steps it w
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
 from tqdm import tqdm
 
 from rlpractice.checkpoint import latest_state, load_state, save_state
+from rlpractice.learner.device import learner_bf16
 from rlpractice.learner.forward import Sequence
-from rlpractice.learner.local import LocalLearner, make_learner
+from rlpractice.learner.ranks import make_learner
 
 
 def resume_point(cfg: DictConfig, steps_dir: Path | None) -> Path | None:
@@ -42,34 +44,42 @@ def start_stage(stage: str, s: DictConfig, learner, tracker, seed: int, resume_f
     return rng, first, log
 
 
-def train_lm(stage: str, s: DictConfig, model, tokenizer, data: list[Sequence], tracker, seed: int,
-             steps_dir: Path | None, resume_from: Path | None, bf16: bool = False, cfg: DictConfig | None = None):
-    """Steps 1..s.steps on `data` (or from the step after `resume_from`, whose weights `model` already holds);
-    `bf16`: forwards in bf16 autocast. `cfg`: the run's config, whose learner section says where the policy learns
-    (None: in this process). Returns the trained model."""
-    learner = LocalLearner(model) if cfg is None else make_learner(model, cfg.learner, cfg.cluster)
+def train_lm(stage: str, cfg: DictConfig, model, tokenizer, data: list[Sequence], tracker, steps_dir: Path | None,
+             resume_from: Path | None):
+    """Next-token steps on `data` where the run's learner section says the policy learns (`train_steps`; `model`
+    already holds the weights of `resume_from`). Returns the trained model."""
+    s, bf16, learner = cfg[stage], learner_bf16(cfg.learner), make_learner(model, cfg.learner, cfg.cluster)
+
+    def step(rng: random.Random, n: int) -> dict:
+        batch = rng.sample(data, min(s.batch_size, len(data)))
+        return {"loss": learner.lm_step(batch, pad_id=tokenizer.pad_token_id, token_budget=s.token_budget,
+                                        grad_clip=s.grad_clip, bf16=bf16)}
+
     try:
-        _train(stage, s, learner, tokenizer, data, tracker, seed, steps_dir, resume_from, bf16)
+        train_steps(stage, cfg, learner, tokenizer, tracker, steps_dir, resume_from, step)
         return learner.full_model()
     finally:
         learner.close()
 
 
-def _train(stage: str, s: DictConfig, learner, tokenizer, data: list[Sequence], tracker, seed: int,
-           steps_dir: Path | None, resume_from: Path | None, bf16: bool) -> None:
-    rng, first, log = start_stage(stage, s, learner, tracker, seed, resume_from)
+def train_steps(stage: str, cfg: DictConfig, learner, tokenizer, tracker, steps_dir: Path | None,
+                resume_from: Path | None, step: Callable[[random.Random, int], dict]) -> None:
+    """Steps 1..cfg[stage].steps of `learner` (from the step after `resume_from`): `step(rng, n)` draws a batch with
+    `rng` (its state is the data position) and learns from it, returning its metrics; then the LR schedule steps.
+    Metrics are logged every log_every steps, at the last, and when `step` evaluated (heldout/accuracy); a checkpoint
+    every checkpoint_every steps, but not after the last: the caller saves the stage's final model right away."""
+    s = cfg[stage]
+    rng, first, log = start_stage(stage, s, learner, tracker, cfg.seed, resume_from)
     bar = tqdm(range(first, s.steps + 1), desc=stage, unit="step", dynamic_ncols=True, initial=first - 1,
                total=s.steps)
-    for step in bar:
-        batch = rng.sample(data, min(s.batch_size, len(data)))
-        loss = learner.lm_step(batch, pad_id=tokenizer.pad_token_id, token_budget=s.token_budget,
-                               grad_clip=s.grad_clip, bf16=bf16)
+    for n in bar:
+        metrics = step(rng, n)
         learner.schedule_step()
-        bar.set_postfix(loss=f"{loss:.3f}")
-        logged = step % s.log_every == 0 or step == s.steps
-        metrics = {"loss": loss, "lr": learner.lr()} if logged else None
-        # not after the last step: the pipeline writes the stage's final checkpoint right away
-        if steps_dir is not None and s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
-            save_state(steps_dir, step, learner, tokenizer, {"metrics": metrics}, s.keep_checkpoints, rng)
-        if metrics:
-            log(stage, step, metrics)
+        metrics["lr"] = learner.lr()
+        bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("loss", "heldout/accuracy")})
+        logged = n % s.log_every == 0 or n == s.steps or "heldout/accuracy" in metrics
+        if steps_dir is not None and s.checkpoint_every and n % s.checkpoint_every == 0 and n < s.steps:
+            save_state(steps_dir, n, learner, tokenizer, {"metrics": metrics if logged else None}, s.keep_checkpoints,
+                       rng)
+        if logged:
+            log(stage, n, metrics)

@@ -7,24 +7,23 @@ checkpoint (checkpoint.py), as pretraining and SFT do; the result is an HF folde
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
-from rlpractice.checkpoint import save_state
 from rlpractice.errors import UserError
 from rlpractice.learner.device import place, use_bf16
 from rlpractice.learner.local import LocalLearner
 from rlpractice.reward.model import STAGE, encode_pair, evaluate_pairs, load_reward_model, preference_step
-from rlpractice.stages.lm_training import resume_point, start_stage
+from rlpractice.stages.lm_training import resume_point, train_steps
 from rlpractice.textbook.preferences import PreferencePair, load_pairs
 
 
 def run_rm(cfg: DictConfig, start: str | Path, train: list[PreferencePair], heldout: list[PreferencePair],
-           tracker, seed: int, steps_dir: Path | None = None):
+           tracker, steps_dir: Path | None = None):
     """Train a reward model from `start` (the SFT checkpoint folder, or any causal LM or reward model folder)
     for `cfg.rm.steps` steps; with resume=true, from the step after the last checkpoint in `steps_dir`.
     Returns (model, tokenizer, the final held-out metrics)."""
@@ -32,33 +31,24 @@ def run_rm(cfg: DictConfig, start: str | Path, train: list[PreferencePair], held
     if not train or not heldout:
         raise UserError(f"the rm stage needs training and held-out pairs ({len(train)} and {len(heldout)} given)")
     resume_from = resume_point(cfg, steps_dir)
-    torch.manual_seed(seed)  # the fresh head's initial weights
+    torch.manual_seed(cfg.seed)  # the fresh head's initial weights
     model, tokenizer = load_reward_model(resume_from or start)
     place(model, cfg.learner.device)
     bf16 = use_bf16(cfg.learner.bf16, model.device)
     data = [encode_pair(tokenizer, p, s.margin) for p in train]
     held = [encode_pair(tokenizer, p, s.margin) for p in heldout]
-    learner = LocalLearner(model)  # one process: the reward model is small beside the policy
-    rng, first, log = start_stage(STAGE, s, learner, tracker, seed, resume_from)
-    final = None
-    bar = tqdm(range(first, s.steps + 1), desc=STAGE, unit="step", dynamic_ncols=True, initial=first - 1,
-               total=s.steps)
-    for step in bar:
+    learner, final = LocalLearner(model), None  # one process: the reward model is small beside the policy
+
+    def step(rng: random.Random, n: int) -> dict:
+        nonlocal final
         batch = rng.sample(data, min(s.batch_size, len(data)))
         metrics = preference_step(model, learner.optimizer, batch, s.token_budget, s.grad_clip, s.center_coef, bf16)
-        learner.schedule_step()
-        metrics["lr"] = learner.lr()
-        if (s.eval_every and step % s.eval_every == 0) or step == s.steps:
+        if (s.eval_every and n % s.eval_every == 0) or n == s.steps:
             final = evaluate_pairs(model, held, s.token_budget, bf16)
             metrics |= {f"heldout/{k}": v for k, v in final.items()}
-            bar.set_postfix(heldout_acc=f"{final['accuracy']:.3f}")
-        logged = step % s.log_every == 0 or step == s.steps or "heldout/accuracy" in metrics
-        # not after the last step: the caller saves the stage's final model right away
-        if steps_dir is not None and s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
-            save_state(steps_dir, step, learner, tokenizer, {"metrics": metrics if logged else None},
-                       s.keep_checkpoints, rng)
-        if logged:
-            log(STAGE, step, metrics)
+        return metrics
+
+    train_steps(STAGE, cfg, learner, tokenizer, tracker, steps_dir, resume_from, step)
     if final is None:  # nothing left to train (resumed after the last step, or steps=0)
         final = evaluate_pairs(model, held, s.token_budget, bf16)
     print(f"[{STAGE}] held-out pair accuracy {final['accuracy']:.3f} on {len(held)} pairs")
@@ -79,7 +69,7 @@ def reward_model_stage(cfg: DictConfig, ckpt: Path, tracker) -> Path | None:
         return out
     train, heldout = load_pairs(cfg.rm, cfg.seed)
     print(f"[{STAGE}] {len(train)} training and {len(heldout)} held-out preference pairs ({cfg.rm.pairs})", flush=True)
-    model, tokenizer, _ = run_rm(cfg, ckpt / "sft", train, heldout, tracker, cfg.seed, ckpt / f"{STAGE}_steps")
+    model, tokenizer, _ = run_rm(cfg, ckpt / "sft", train, heldout, tracker, ckpt / f"{STAGE}_steps")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     shutil.rmtree(ckpt / f"{STAGE}_steps", ignore_errors=True)  # the final checkpoint replaces them

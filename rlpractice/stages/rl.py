@@ -25,7 +25,8 @@ from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
 from rlpractice.learner.device import learner_bf16
-from rlpractice.learner.local import LocalLearner, make_learner
+from rlpractice.learner.local import LocalLearner
+from rlpractice.learner.ranks import make_learner
 from rlpractice.learner.update import make_update, reference_model
 from rlpractice.reward.rewards import Rewards, make_reward
 from rlpractice.rollout.batch import Batch
@@ -33,15 +34,7 @@ from rlpractice.rollout.prefetch import Prefetcher
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.learning_signal import LearningSignal
 from rlpractice.stages.practice import PracticeOrder, draw_batch
-from rlpractice.stages.rl_metrics import (
-    all_failed,
-    curriculum_metrics,
-    level_pass_rates,
-    log_rollouts,
-    step_metrics,
-    tool_use_metrics,
-    verifier_metrics,
-)
+from rlpractice.stages.rl_metrics import all_failed, curriculum_metrics, log_rollouts, step_metrics
 from rlpractice.textbook.problems import Textbook
 from rlpractice.tools.rollout import tool_settings
 
@@ -178,9 +171,9 @@ class RLStage:
         if rl.checkpoint_every and (step % rl.checkpoint_every == 0 or last):
             save_state(self.run_dir / "checkpoints" / "rl_steps", step, self.learner, self.tokenizer,
                        {"order": batch.order_state, "metrics": metrics}, rl.keep_checkpoints)
-        self.tracker.log("rl", step, {**metrics, **level_pass_rates(batch), **verifier_metrics(batch),
-                                      **batch.curriculum, **tool_use_metrics(batch)})
-        log_rollouts(self.run_dir / "rollouts.jsonl", step, batch, rewards.scores, rl.rollouts_logged_per_step)
+        self.tracker.log("rl", step, metrics)
+        rows = log_rollouts(self.run_dir / "rollouts.jsonl", step, batch, rewards.scores, rl.rollouts_logged_per_step)
+        self.tracker.log_table("rl", step, "completions", rows)  # W&B's view of the same rows
         return metrics
 
     def draw(self, step: int) -> Batch:

@@ -17,7 +17,8 @@ from rlpractice.stages.practice import PracticeOrder
 
 
 def step_metrics(batch: Batch, trained: torch.Tensor, learned: dict, times: dict[str, float], restarts: int) -> dict:
-    """`trained`: the rewards the update learned from (the verifier's, or a reward model's: reward/)."""
+    """The step's metrics; `trained`: the rewards the update learned from (the verifier's, or a reward model's:
+    reward/), `learned`: the update's own."""
     rewards, samples = batch.rewards(), batch.samples  # the verifier's
     return {
         "pass_rate": rewards.ge(1.0).float().mean().item(),
@@ -26,6 +27,8 @@ def step_metrics(batch: Batch, trained: torch.Tensor, learned: dict, times: dict
         "reward_std": trained.std(dim=1, unbiased=False).mean().item(),
         "frac_reward_zero_std": zero_variance_fraction(trained),
         "completions/mean_length": float(np.mean([len(s.ids) for s in samples])),
+        "completions/min_length": min(len(s.ids) for s in samples),
+        "completions/max_length": max(len(s.ids) for s in samples),
         "completions/clipped_ratio": float(np.mean([s.finish == "length" for s in samples])),
         "verifier/failures": sum(is_failure(s.reason) for s in samples),
         "sampler/restarts": restarts,
@@ -35,6 +38,7 @@ def step_metrics(batch: Batch, trained: torch.Tensor, learned: dict, times: dict
         "time/grade": batch.grade_s,
         **{f"time/{k}": v for k, v in times.items()},
         "memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # the trainer process
+        **level_pass_rates(batch), **verifier_metrics(batch), **batch.curriculum, **tool_metrics(samples),
     }
 
 
@@ -67,27 +71,22 @@ def verifier_metrics(batch: Batch) -> dict:
     return out
 
 
-def tool_use_metrics(batch: Batch) -> dict:
-    """With tools: calls per completion, error and timeout rates, tool seconds, share of correct answers that
-    used a tool (rollout/batch.py `tool_metrics`); nothing without tools."""
-    samples = batch.samples
-    return tool_metrics(samples) if any(s.tool_mask is not None for s in samples) else {}
-
-
 def all_failed(batch: Batch) -> bool:
     """Whether the verifier failed (crashed, timed out) on every sample: training on that would be garbage."""
     return all(is_failure(s.reason) for s in batch.samples)
 
 
-def log_rollouts(path: Path, step: int, batch: Batch, scores: list[float] | None, per_step: int) -> None:
-    """A few sampled solutions per step with their reward and the verifier's reason, for reading; `scores`: a
-    reward model's score of every sample of the batch, in order (None: no reward model)."""
-    first = 0  # the index of each group's first sample in the batch
+def log_rollouts(path: Path, step: int, batch: Batch, scores: list[float] | None, per_step: int) -> list[dict]:
+    """A few sampled solutions per step with their reward and the verifier's reason, for reading, appended to
+    `path`; `scores`: a reward model's score of every sample of the batch, in order (None: no reward model)."""
+    first, rows = 0, []  # the index of each group's first sample in the batch
+    for g in batch.groups[:per_step]:
+        p, s = g.problem, g.samples[0]
+        rows.append({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
+                     "completion": s.text, "reward": s.reward, "reason": s.reason,
+                     **({"parts": s.parts} if s.parts else {}),
+                     **({"rm_score": scores[first]} if scores is not None else {})})
+        first += len(g.samples)
     with open(path, "a") as f:
-        for g in batch.groups[:per_step]:
-            p, s = g.problem, g.samples[0]
-            f.write(json.dumps({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
-                                "completion": s.text, "reward": s.reward, "reason": s.reason,
-                                **({"parts": s.parts} if s.parts else {}),
-                                **({"rm_score": scores[first]} if scores is not None else {})}) + "\n")
-            first += len(g.samples)
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    return rows

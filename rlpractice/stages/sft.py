@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice import model as policy
-from rlpractice.learner.device import learner_bf16, place
+from rlpractice.learner.device import place
 from rlpractice.learner.forward import Sequence
 from rlpractice.stages.lm_training import resume_point, train_lm
 from rlpractice.textbook.problems import Problem
@@ -26,8 +26,8 @@ def worked_sequence(problem: Problem, tokenizer, tools: ToolRunner | None = None
     return Sequence(prompt + ids + [tokenizer.eos_token_id], [0] * len(prompt) + mask + [1])
 
 
-def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, seed: int,
-            steps_dir: Path | None = None, tools: ToolRunner | None = None):
+def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, steps_dir: Path | None = None,
+            tools: ToolRunner | None = None):
     """Returns the trained model: `model`, or on resume the one loaded from the stage's last checkpoint.
     `tools`: the run's tools, when worked solutions show calls (their results are not learned)."""
     resume_from = resume_point(cfg, steps_dir)
@@ -36,5 +36,4 @@ def run_sft(cfg: DictConfig, model, tokenizer, worked: list[Problem], tracker, s
         model = policy.load(resume_from)[0]
     place(model, device)  # both ways the same attention implementation (bitwise-equal resumes)
     data = [worked_sequence(p, tokenizer, tools) for p in worked]
-    return train_lm("sft", cfg.sft, model, tokenizer, data, tracker, seed, steps_dir, resume_from,
-                    learner_bf16(cfg.learner), cfg)
+    return train_lm("sft", cfg, model, tokenizer, data, tracker, steps_dir, resume_from)

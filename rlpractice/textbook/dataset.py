@@ -25,8 +25,7 @@ from pathlib import Path
 from rlpractice.errors import UserError
 from rlpractice.grading.mathparse import extract_answer
 from rlpractice.textbook.problems import Problem, format_solution
-from rlpractice.tools.registry import ToolError
-from rlpractice.tools.syntax import from_gsm8k
+from rlpractice.tools.syntax import ToolError, from_gsm8k
 
 ANSWER_FORMATS = ("gsm8k", "boxed", "plain")
 _CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: "<<16-3=13>>13" -> "13"

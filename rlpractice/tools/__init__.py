@@ -6,9 +6,9 @@ calculator.py, python_tool.py (with sandbox.py, sandbox_boot.py)   the built-in 
 runner.py    ToolRunner: runs calls concurrently with time limits, for the rollout loop
 """
 
-from rlpractice.tools.registry import Tool, ToolError, get_tool, tool
+from rlpractice.tools.registry import Tool, get_tool, tool
 from rlpractice.tools.runner import ToolResult, ToolRunner
-from rlpractice.tools.syntax import CALCULATOR, PYTHON, Call, Syntax, format_result, parse_call, stop_strings
+from rlpractice.tools.syntax import CALCULATOR, PYTHON, Call, Syntax, ToolError, format_result, parse_call, stop_strings
 
 __all__ = ["CALCULATOR", "PYTHON", "Call", "Syntax", "Tool", "ToolError", "ToolResult", "ToolRunner", "format_result",
            "get_tool", "parse_call", "stop_strings", "tool"]

@@ -16,8 +16,7 @@ import sympy
 
 from rlpractice.grading.answers import ParseError
 from rlpractice.grading.mathparse import parse_math
-from rlpractice.tools.registry import ToolError, tool
-from rlpractice.tools.syntax import CALCULATOR
+from rlpractice.tools.syntax import ToolError
 
 MAX_INPUT_CHARS = 200
 MAX_RESULT_DIGITS = 100  # digits of a result's numerator or denominator
@@ -54,7 +53,6 @@ def format_number(value: sympy.Expr) -> str:
     return text
 
 
-@tool("calculator", syntax=CALCULATOR, inline=True)  # bounded by the parser's caps
 def calculator(expression: str) -> str:
     """'26-16' -> '10', '1/3+1/6' -> '0.5', '2/3' -> '2/3'. Raises ToolError with a short reason."""
     expression = expression.strip()

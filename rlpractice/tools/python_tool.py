@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from rlpractice.tools.registry import tool
 from rlpractice.tools.sandbox import Sandbox, SandboxLimits
-from rlpractice.tools.syntax import PYTHON
 
 _sandbox: Sandbox | None = None
 _lock = threading.Lock()
@@ -34,7 +32,6 @@ def sandbox() -> Sandbox:
         return _sandbox
 
 
-@tool("python", syntax=PYTHON, timeout=None, prepare=sandbox)  # the sandbox enforces its own wall time
 def python(code: str) -> str:
     """Run `code`; its stdout (and stderr), or ToolError with what it printed and its last error line."""
     return sandbox()(code)

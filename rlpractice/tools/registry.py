@@ -21,19 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rlpractice.errors import UserError
-from rlpractice.tools.syntax import Syntax, tag_syntax
+from rlpractice.tools.calculator import calculator
+from rlpractice.tools.python_tool import python, sandbox
+from rlpractice.tools.syntax import CALCULATOR, PYTHON, Syntax, tag_syntax
 
 DEFAULT_TIMEOUT = 10.0  # seconds a tool may take before its call counts as timed out
-
-
-class ToolError(Exception):
-    """A tool's answer that is an error (the message is what the model sees).
-
-    `output` is what the tool printed before failing; `timeout` marks limits of time (counted apart)."""
-
-    def __init__(self, message: str, output: str = "", timeout: bool = False):
-        super().__init__(message)
-        self.output, self.timeout = output, timeout
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,10 @@ class Tool:
     inline: bool = False
 
 
-_REGISTRY: dict[str, Tool] = {}
+_REGISTRY: dict[str, Tool] = {  # the built-in tools
+    "calculator": Tool("calculator", calculator, CALCULATOR, inline=True),  # bounded by the parser's caps
+    "python": Tool("python", python, PYTHON, timeout=None, prepare=sandbox),  # the sandbox enforces its own wall time
+}
 
 
 def tool(name: str, syntax: Syntax | None = None, timeout: float | None = DEFAULT_TIMEOUT,
@@ -63,9 +58,6 @@ def tool(name: str, syntax: Syntax | None = None, timeout: float | None = DEFAUL
 
 
 def get_tool(name: str) -> Tool:
-    import rlpractice.tools.calculator  # noqa: F401 - registers the built-in tools
-    import rlpractice.tools.python_tool  # noqa: F401
-
     if name not in _REGISTRY:
         raise UserError(f"unknown tool {name!r}; registered: {sorted(_REGISTRY)}. Register one with @tool({name!r}).")
     return _REGISTRY[name]

@@ -115,10 +115,12 @@ class Rollout:
 
 
 def tool_rollouts(engine, tokenizer, prompt_ids: list[list[int]], counts: list[int], params, runner: ToolRunner,
-                  max_calls: int, max_tokens: int, logprobs: bool) -> list[list[Rollout]]:
-    """`counts[i]` rollouts continuing `prompt_ids[i]`, each at most `max_tokens` ids long (sampled and tool
-    ids together). `engine`: a vLLM LLMEngine (`LLM.llm_engine`) with nothing else in flight; `params`: the
-    SamplingParams of one sample (n=1); stop strings and lengths are set here."""
+                  max_calls: int) -> list[list[Rollout]]:
+    """`counts[i]` rollouts continuing `prompt_ids[i]`, each at most params.max_tokens ids long (sampled and tool
+    ids together), with the engine's log-probs when `params` asks for them. `engine`: a vLLM LLMEngine
+    (`LLM.llm_engine`) with nothing else in flight; `params`: the SamplingParams of one sample (n=1); stop strings
+    and the lengths of each turn are set here."""
+    max_tokens, logprobs = params.max_tokens, params.logprobs is not None
     rollouts = [Rollout(i) for i, k in enumerate(counts) for _ in range(k)]
     pending: dict[Future, int] = {}
     encoded: dict[str, list[int]] = {}

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from rlpractice.tools.registry import Tool, ToolError, get_tool
-from rlpractice.tools.syntax import MAX_RESULT_CHARS, Call, format_result, parse_call, stop_strings
+from rlpractice.tools.registry import Tool, get_tool
+from rlpractice.tools.syntax import MAX_RESULT_CHARS, Call, ToolError, format_result, parse_call, stop_strings
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlpractice.errors import UserError
-from rlpractice.tools.registry import ToolError
 from rlpractice.tools.sandbox_boot import _ARCH
-from rlpractice.tools.syntax import one_line
+from rlpractice.tools.syntax import ToolError, one_line
 
 MODES = ("auto", "bwrap", "unshare")
 _BOOT = (Path(__file__).parent / "sandbox_boot.py").read_text()

@@ -31,6 +31,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+
+class ToolError(Exception):
+    """A tool's answer that is an error (the message is what the model sees).
+
+    `output` is what the tool printed before failing; `timeout` marks limits of time (counted apart)."""
+
+    def __init__(self, message: str, output: str = "", timeout: bool = False):
+        super().__init__(message)
+        self.output, self.timeout = output, timeout
+
+
 MAX_SPILL = 16  # characters after a stop string that can still be the rest of its last token
 MAX_RESULT_CHARS = 512  # what the model sees of a result (TRL's PR #2810 suggests about 500)
 MAX_ERROR_CHARS = 160
