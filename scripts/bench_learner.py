@@ -28,28 +28,12 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from bench_meta import meta  # scripts/ is on sys.path when a script runs
-from transformers import LlamaConfig, LlamaForCausalLM
+from bench_meta import ROOT, SIZES, build, meta  # scripts/ is on sys.path when a script runs
 
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.learner.device import place
 from rlpractice.learner.forward import Sequence
 from rlpractice.learner.steps import lm_step, policy_gradient_step
-
-ROOT = Path(__file__).resolve().parents[1]
-SIZES = {  # hidden, layers, heads, kv heads, intermediate, vocab
-    "tiny": (128, 4, 4, 4, 512, 768),
-    "small": (512, 8, 8, 8, 1536, 8192),
-    "0.5b": (896, 24, 14, 2, 4864, 151936),
-}
-
-
-def build(size: str) -> LlamaForCausalLM:
-    hidden, layers, heads, kv, inter, vocab = SIZES[size]
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-                                        num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
-                                        max_position_embeddings=4096, tie_word_embeddings=False))
 
 
 def rl_batch(vocab: int, prompts: int, group: int, prompt_len: int, completion_len: int) -> list[Sequence]:

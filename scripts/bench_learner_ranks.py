@@ -23,8 +23,7 @@ from pathlib import Path
 
 import ray
 import torch
-from bench_learner import build  # scripts/ is on sys.path when a script runs
-from bench_meta import meta
+from bench_meta import build, meta  # scripts/ is on sys.path when a script runs
 from omegaconf import OmegaConf
 
 from rlpractice.algorithm.settings import LossSettings

@@ -1,6 +1,7 @@
-"""What every benchmark's JSON carries beside its figures: the script, the commit, the machine and the command,
-so that scripts/benchmarks_doc.py can say where a figure came from. Imports neither torch nor vLLM: the sampling
-benchmark's engine processes must set their threads before torch loads."""
+"""What the benchmark scripts share (they import it, never each other): what every benchmark's JSON carries beside
+its figures (the script, the commit, the machine and the command, so that scripts/benchmarks_doc.py can say where
+a figure came from), and the random-weight Llamas the learner benchmarks build. Imports neither torch nor vLLM at
+the top: the sampling benchmark's engine processes must set their threads before torch loads."""
 
 from __future__ import annotations
 
@@ -41,6 +42,26 @@ def command() -> list[str]:
     script = Path(sys.argv[0]).resolve()
     first = str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else sys.argv[0]
     return [first, *sys.argv[1:]]
+
+
+SIZES = {  # hidden, layers, heads, kv heads, intermediate, vocab
+    "tiny": (128, 4, 4, 4, 512, 768),
+    "small": (512, 8, 8, 8, 1536, 8192),
+    "0.5b": (896, 24, 14, 2, 4864, 151936),
+}
+
+
+def build(size: str):
+    """A random-weight Llama of one of SIZES, from a config (no download); tiny is the default experiment's model,
+    0.5b has Qwen2.5-0.5B's shape."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hidden, layers, heads, kv, inter, vocab = SIZES[size]
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+                                        num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+                                        max_position_embeddings=4096, tie_word_embeddings=False))
 
 
 def meta() -> dict:

@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_learner import ROOT, build  # scripts/ is on sys.path when a script runs
-from bench_meta import meta
+from bench_meta import ROOT, build, meta  # scripts/ is on sys.path when a script runs
 from safetensors.torch import load_file
 from torch.multiprocessing.reductions import rebuild_cuda_tensor
 
