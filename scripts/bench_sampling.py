@@ -44,7 +44,7 @@ from omegaconf import OmegaConf
 
 # Not rlpractice.rollout.samplers up here: it imports torch, and a raw engine's process (which imports this
 # module) must set its thread environment before torch loads (`raw_engine`).
-from rlpractice.rollout.sampler import engine_cores, sampling_params, set_engine_threads
+from rlpractice.rollout.engine import engine_cores, sampling_params, set_engine_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench"

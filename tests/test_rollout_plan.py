@@ -2,7 +2,7 @@
 
 from omegaconf import OmegaConf
 
-from rlpractice.rollout.sampler import engine_cores
+from rlpractice.rollout.engine import engine_cores
 from rlpractice.rollout.samplers import cores_left, engine_env, machine_slots, plan_calls
 
 
@@ -53,5 +53,5 @@ def test_the_sampler_actors_module_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, rlpractice.rollout.sampler; assert 'torch' not in sys.modules"
+    code = "import sys, rlpractice.rollout.engine; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

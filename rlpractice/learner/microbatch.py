@@ -7,16 +7,16 @@ import torch.distributed as dist
 
 from rlpractice.learner.forward import Sequence, prompt_length
 
-MICRO_BATCH_COST = 256  # a micro-batch's fixed work, in padded tokens of the default model (bench_learner.py)
+MICRO_BATCH_COST = 256  # a micro-batch's fixed work (a forward's launch and per-layer overhead), in padded tokens
 
 
 def microbatches(lengths: list[int], token_budget: int, batch_cost: int = MICRO_BATCH_COST) -> list[list[int]]:
     """Indices grouped so each micro-batch's padded size (rows x longest) stays within the budget.
 
     Sorted by length, the sequences fall into runs of one length; a micro-batch takes consecutive runs, padded
-    to its longest, and the cut points minimise padded tokens plus `batch_cost` per micro-batch (filling each
-    micro-batch up to the budget instead padded the default RL batch by a quarter). A single sequence longer
-    than the budget still gets a micro-batch of its own. Memory is bounded by the budget, not by the group size.
+    to its longest, and the cut points minimise padded tokens plus `batch_cost` per micro-batch: filling each one
+    up to the budget would pad short sequences to long ones. A single sequence longer than the budget still gets a
+    micro-batch of its own. Memory is bounded by the budget, not by the group size.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     runs: list[list[int]] = []

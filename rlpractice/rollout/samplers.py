@@ -25,7 +25,7 @@ from rlpractice.config_schema import ToolsConfig
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.batch import Group
-from rlpractice.rollout.sampler import SamplerActor
+from rlpractice.rollout.engine import SamplerActor
 from rlpractice.rollout.weight_sync import MODES
 from rlpractice.textbook.problems import Problem
 
