@@ -69,15 +69,30 @@ def eval_curve(metrics_path: Path, metric: str) -> tuple[list[int], list[float]]
     return [r["step"] for r in ev], [r[metric] for r in ev]
 
 
-def plot(run_dirs: dict[str, list[Path]], out_png: Path, metrics: tuple[str, ...] = ("pass@1", "pass@8")) -> None:
-    """One panel per metric; one colour per configuration, one line per seed (the spread is the seeds' noise)."""
+def plot(run_dirs: dict[str, list[Path]], out_png: Path, metrics: tuple[str, ...] = ("pass@1", "pass@8"),
+         results: dict | None = None) -> None:
+    """One panel per metric; one colour per configuration, one line per seed (the spread is the seeds' noise). With
+    `results` (summarise's, per configuration) a last panel shows the trade-off: each configuration's change in
+    pass@1 against its change in pass@8, with their 95% intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    panels = len(metrics) + bool(results)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    if results:
+        ax = axes[0][-1]
+        for i, (algo, r) in enumerate(results.items()):
+            x, y = r["change_from_sft"]["pass@1"], r["change_from_sft"]["pass@8"]
+            ax.errorbar(x["mean"], y["mean"], xerr=x["half_width"], yerr=y["half_width"], fmt="o", color=f"C{i}",
+                        capsize=3, label=algo)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("change in held-out pass@1 (RL - SFT)")
+        ax.set_ylabel("change in held-out pass@8")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    for ax, metric in zip(axes[0], metrics, strict=False):
         for i, (algo, dirs) in enumerate(run_dirs.items()):
             for j, run_dir in enumerate(dirs):
                 steps, values = eval_curve(run_dir / "metrics.jsonl", metric)
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [json.loads((run_trainer(d, [*overrides, f"seed={s}"], "compare") / "summary.json").read_text())
                 for d, s in zip(run_dirs[algo], seeds, strict=True)]
         results[algo] = summarise(runs, metrics)
-    plot(run_dirs, out / "compare.png")
+    plot(run_dirs, out / "compare.png", results=results if "pass@8" in metrics else None)
     result = {**meta(), "overrides": args.overrides, "seeds": seeds,
               **({"rl_steps": args.steps} if args.steps else {"rl_time_budget_s": args.budget}),
               "heldout_problems": sft["heldout_problems"], "samples_per_problem": sft["eval_samples_per_problem"],
