@@ -43,7 +43,7 @@ def boom(text: str) -> str:
 @tool("sleepy", syntax=Syntax("i", "s", " [", "]"), timeout=1.0)
 def sleepy(text: str) -> str:
     with open(SLEEPY_STARTS, "a") as f:  # when each call began (the test's file)
-        f.write(f"{time.monotonic()}\n")
+        f.write(f"{time.monotonic()}\\n")
     time.sleep(3.0)
     return "late"
 '''
