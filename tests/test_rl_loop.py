@@ -1,55 +1,18 @@
-"""The RL loop over a whole run on a tiny policy, with engines and graders replaced by fakes (quick; the real ones
-run in test_e2e.py): what a run promises that no single update shows."""
+"""The RL loop over a whole run on a tiny policy with real engines and graders (small: one eager engine, short
+completions): what a run promises that no single update shows."""
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from rlpractice import model as policy
-from rlpractice.grading.registry import Grade
+from rlpractice.grading.pool import GradingPool
 from rlpractice.learner.device import place
-from rlpractice.rollout.batch import Group, Sample
 from rlpractice.stages import rl
 from rlpractice.textbook.problems import Problem, Textbook
 from rlpractice.tokenizer import train_tokenizer
 from tests.conftest import ROOT
 
-
-class FakeEngines:
-    """Answers every prompt with the same few completions (ids from the real tokenizer), and takes new weights."""
-
-    restarts = 0
-    info = [{"startup_s": 0.0}]
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.syncs = 0
-
-    def sample(self, prompts, n, logprobs=True, tools=None):
-        eos = [self.tokenizer.eos_token_id]
-        for i, prompt in enumerate(prompts):
-            texts = [f" Answer: {j % 3}" for j in range(n)]
-            yield i, Group(None, self.tokenizer(prompt)["input_ids"],
-                           [Sample(self.tokenizer(t, add_special_tokens=False)["input_ids"] + eos, t, "stop")
-                            for t in texts])
-
-    def sleep(self):
-        pass
-
-    def sync_from(self, model, sync_dir):
-        self.syncs += 1
-
-    def cores_left_here(self):
-        return []
-
-    def shutdown(self):
-        pass
-
-
-class FakeGrader:
-    answer = None  # the verifier's reading of a final answer: the math extraction's
-
-    def grade(self, completions, answers, columns):
-        return [Grade(float(c.strip().endswith(a)), "ok") for c, a in zip(completions, answers, strict=True)]
+pytestmark = pytest.mark.slow
 
 
 class Rows:
@@ -72,7 +35,9 @@ def config(*overrides):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=["+experiment=math", "learner.device=cpu", "rl.prompts_per_step=2",
                                             "rl.samples_per_prompt=4", "rl.eval_every=0", "rl.checkpoint_every=0",
-                                            "algo.sampler_is=false", *overrides])
+                                            "algo.sampler_is=false", "sampler.num_samplers=1",
+                                            "sampler.max_new_tokens=8", "sampler.engine.enforce_eager=true",
+                                            "eval.samples_per_problem=4", "eval.k=[1]", *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -82,26 +47,27 @@ def tiny():
                  for i in range(6)]
 
 
-def run(cfg, tiny, tmp_path, monkeypatch, everything: bool = False) -> list[dict]:
-    """The RL stage as the pipeline runs it, on fake engines and graders; the RL rows it logged (`everything`: all
+def run(cfg, tiny, tmp_path, everything: bool = False) -> list[dict]:
+    """The RL stage as the pipeline runs it, from a tiny random policy; the RL rows it logged (`everything`: all
     rows)."""
     tok, problems = tiny
-    model = policy.new_model(tok, 64, 1, 2, 128, 64, seed=0)
+    model = policy.new_model(tok, 64, 1, 2, 128, 256, seed=0)
+    policy.save(model, tok, tmp_path / "checkpoints" / "sft")  # what the engines start from
     place(model, "cpu")
-    monkeypatch.setattr(rl, "Samplers", lambda *args, **kwargs: FakeEngines(tok))
     tracker = Rows()
     book = Textbook([], [], problems, problems[:2])
-    results = rl.run_rl(cfg, model, tok, book, FakeGrader(), tracker, tmp_path)
+    with GradingPool.from_config(cfg.verifier) as pool:
+        results = rl.run_rl(cfg, model, tok, book, pool, tracker, tmp_path)
     assert results.steps == cfg.rl.steps
     assert [r["step"] for r in tracker.rows if r["stage"] == "eval"] == [0, cfg.rl.steps]
     return tracker.rows if everything else [r for r in tracker.rows if r["stage"] == "rl"]
 
 
 @pytest.mark.parametrize("algo", ["rft", "grpo"])
-def test_a_cosine_schedule_decays_to_zero_over_the_run_and_never_climbs_back(algo, tiny, tmp_path, monkeypatch):
+def test_a_cosine_schedule_decays_to_zero_over_the_run_and_never_climbs_back(algo, tiny, tmp_path):
     """One LR step per RL step, whatever the update does inside it (RFT's is a next-token step)."""
     steps = 8
-    rows = run(config(f"algo={algo}", "algo.lr_schedule=cosine", f"rl.steps={steps}"), tiny, tmp_path, monkeypatch)
+    rows = run(config(f"algo={algo}", "algo.lr_schedule=cosine", f"rl.steps={steps}"), tiny, tmp_path)
     lrs = [r["lr"] for r in rows]
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     assert all(a > b for a, b in zip(lrs[:-1], lrs[1:], strict=True)), lrs
@@ -114,8 +80,8 @@ TRL_NAMES = ["reward", "reward_std", "frac_reward_zero_std", "completions/mean_l
              "completions/max_length", "completions/clipped_ratio", "loss", "grad_norm", "entropy", "kl"]
 
 
-def test_a_step_logs_trl_metric_names_and_a_table_of_its_completions(tiny, tmp_path, monkeypatch):
-    rows = run(config("rl.steps=2", "algo.kl_coef=0.01", "rl.rollouts_logged_per_step=2"), tiny, tmp_path, monkeypatch,
+def test_a_step_logs_trl_metric_names_and_a_table_of_its_completions(tiny, tmp_path):
+    rows = run(config("rl.steps=2", "algo.kl_coef=0.01", "rl.rollouts_logged_per_step=2"), tiny, tmp_path,
                everything=True)
     steps = [r for r in rows if r["stage"] == "rl"]
     for name in TRL_NAMES:
@@ -128,12 +94,12 @@ def test_a_step_logs_trl_metric_names_and_a_table_of_its_completions(tiny, tmp_p
     assert (tmp_path / "rollouts.jsonl").read_text().count("\n") == 4  # the same rows, beside them
 
 
-def test_maj_at_n_votes_on_the_verifiers_own_reading_of_the_answer(tiny):
-    """A verifier that says how it reads a final answer (@verifier(..., answer=fn)): maj@n votes on that."""
-    from rlpractice.evaluation import evaluate
+def test_maj_at_n_votes_on_the_verifiers_own_reading_of_the_answer():
+    """A verifier that says how it reads a final answer (@verifier(..., answer=fn)): maj@n votes on that reading
+    (evaluation.py: `pool.answer or answer_key`), not on the math extraction's."""
+    from rlpractice.evaluation import answer_key, majority_correct
     from rlpractice.grading.registry import get_verifier, verifier
 
-    tok, problems = tiny
     last_word = lambda text: text.split()[-1]  # noqa: E731 - a verifier's own answer format
 
     @verifier("last_word_in_test", answer=last_word)
@@ -141,8 +107,7 @@ def test_maj_at_n_votes_on_the_verifiers_own_reading_of_the_answer(tiny):
         return float(last_word(completion) == answer)
 
     assert get_verifier("last_word_in_test").answer is last_word
-    grader = FakeGrader()
-    problem = [p for p in problems if p.answer == "0"][:1]  # the samples answer 0, 1, 2, 0: 0 wins the math vote
-    assert evaluate(FakeEngines(tok), grader, problem, 4, [1])["maj@4"] == 1.0
-    grader.answer = lambda text: "one" if text.endswith("1") else None  # a reading only the wrong sample gives
-    assert evaluate(FakeEngines(tok), grader, problem, 4, [1])["maj@4"] == 0.0
+    texts = ["Answer: 3 so eight", "Answer: 3 so nine", "Answer: 5 so seven", "Answer: 4 so seven"]
+    correct = [last_word_in_test(t, "seven") == 1.0 for t in texts]
+    assert majority_correct([last_word(t) for t in texts], correct)  # "seven" wins its own vote
+    assert not majority_correct([answer_key(t) for t in texts], correct)  # the math reading votes 3: both wrong
