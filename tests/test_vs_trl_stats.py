@@ -152,7 +152,7 @@ def test_render_one_seed_and_no_seed_reaching_the_target():
 
 
 def test_render_the_old_one_seed_json():
-    r = json.loads((ROOT / "docs" / "benchmarks" / "vs_trl.json").read_text())
+    r = json.loads((ROOT / "tests" / "data" / "vs_trl_one_seed.json").read_text())
     assert "seeds" not in r  # written before --seeds
     head, rows = vs_trl(r)
     assert rows[0][:2] == ["rlpractice / TRL", "**5.39x**"] and rows[1][0] == "rlpractice"
