@@ -121,8 +121,8 @@ def _auto(node: DictConfig, key: str) -> bool:
 
 
 def resolve_sampler(sampler: DictConfig, machine: Machine, cores: int | None = None) -> list[str]:
-    """Fill the `auto` keys of a sampler config in place; returns the reasons. `cores`: the CPUs the engines may
-    have (default: the machine's)."""
+    """Fill the `auto` keys of a sampler config in place; returns a reason per choice (none: nothing was `auto`).
+    `cores`: the CPUs the engines may have (default: the machine's)."""
     why = []
     gpu_engines = bool(sampler.num_gpus_per_sampler)
     with open_dict(sampler):
@@ -138,8 +138,7 @@ def resolve_sampler(sampler: DictConfig, machine: Machine, cores: int | None = N
                 sampler.num_samplers = engines
             if _auto(sampler, "num_cpus_per_sampler"):
                 sampler.num_cpus_per_sampler = per
-            if not gpu_engines:
-                why.append("small-model engines side by side")
+            why.append("one engine per GPU" if gpu_engines else "small-model engines side by side")
         if _auto(sampler.engine, "dtype"):
             sampler.engine.dtype, reason = engine_dtype(machine, gpu_engines)
             why.append(reason)
@@ -147,8 +146,8 @@ def resolve_sampler(sampler: DictConfig, machine: Machine, cores: int | None = N
 
 
 def resolve(cfg: DictConfig, machine: Machine | None = None, onednn: bool | None = None) -> str | None:
-    """Fill every `auto` hardware knob of `cfg` in place. Returns the line a run prints, e.g.
-    `[rl] engines: 2 x 1 core, float32 (this CPU has no native bf16)`, or None when nothing was `auto`."""
+    """Fill every `auto` hardware knob of `cfg` in place. Returns the line a run prints, e.g. `[hardware] AMD EPYC,
+    2 cores, no native bf16: Ray 2 CPUs, engines 2 x 1 core, float32 (...), ...`, or None when nothing was `auto`."""
     machine = machine or probe()
     chosen = []
     with open_dict(cfg):
@@ -158,10 +157,8 @@ def resolve(cfg: DictConfig, machine: Machine | None = None, onednn: bool | None
         ranks = cfg.learner.num_workers if cfg.learner.num_workers > 1 else 0
         cores = cfg.cluster.num_cpus or machine.cores
         engine_cores = max(1, int(cores - ranks * cfg.learner.num_cpus_per_worker))
-        was_auto = any(_auto(n, k) for n, k in ((cfg.sampler, "num_samplers"), (cfg.sampler, "num_cpus_per_sampler"),
-                                                (cfg.sampler.engine, "dtype")))
         why = resolve_sampler(cfg.sampler, machine, engine_cores)
-        if was_auto:
+        if why:  # a reason for each sampler knob that was `auto`
             s = cfg.sampler
             unit = f"{s.num_gpus_per_sampler:g} GPU" if s.num_gpus_per_sampler else \
                 f"{s.num_cpus_per_sampler:g} core{'s' if s.num_cpus_per_sampler != 1 else ''}"
