@@ -16,8 +16,12 @@ from multiprocessing.connection import Connection, wait
 from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier
 
 
-def _call(fn, completion: str, answer: str, columns: dict) -> Grade | None:
-    """One verifier on one answer; its exception becomes this answer's failed grade."""
+def _call(fn, completion: str, answer: str, columns: dict, prompt: str) -> Grade | None:
+    """One verifier on one answer; its exception becomes this answer's failed grade. The prompt goes only to a
+    verifier that asks for it (`wants_prompt`: TRL's reward functions), so `fn(completion, answer, **columns)`
+    stays the whole interface for the others."""
+    if getattr(fn, "wants_prompt", False):
+        columns = {**columns, "prompt": prompt}
     try:
         result = fn(completion, answer, **columns)
         if inspect.isawaitable(result):  # an async verifier
@@ -45,8 +49,8 @@ def _worker_main(conn: Connection, weights: dict[str, float], plugins: list[str]
         task = conn.recv()
         if task is None:
             return
-        idx, completion, answer, columns = task
-        grade = combine({n: _call(fn, completion, answer, columns) for n, fn in fns.items()}, weights)
+        idx, completion, answer, columns, prompt = task
+        grade = combine({n: _call(fn, completion, answer, columns, prompt) for n, fn in fns.items()}, weights)
         conn.send((idx, grade))
 
 
@@ -90,8 +94,12 @@ class GradingPool:
     def _spawn(self) -> _Worker:
         return _Worker(self._ctx, self.weights, self.plugins, self.memory_limit_mb)
 
-    def grade(self, completions: list[str], answers: list[str], columns: list[dict] | None = None) -> list[Grade]:
+    def grade(self, completions: list[str], answers: list[str], columns: list[dict] | None = None,
+              prompts: list[str] | None = None) -> list[Grade]:
+        """Each completion's grade. `prompts` (one per completion) reach the verifiers that want them (TRL's);
+        without them those get ""."""
         columns = columns or [{} for _ in completions]
+        prompts = prompts or ["" for _ in completions]
         grades: list[Grade | None] = [None] * len(completions)
         queue: list[int] = []
         for i, (c, a) in enumerate(zip(completions, answers, strict=True)):
@@ -99,7 +107,7 @@ class GradingPool:
             if grades[i] is None:
                 queue.append(i)
         queue.reverse()  # pop() from the end keeps the original order
-        self._run(queue, completions, answers, columns, grades)
+        self._run(queue, completions, answers, columns, prompts, grades)
         return grades  # type: ignore[return-value]
 
     def _fast(self, completion: str, answer: str, columns: dict) -> Grade | None:
@@ -116,13 +124,13 @@ class GradingPool:
                 return None
         return combine(parts, self.weights)
 
-    def _run(self, queue, completions, answers, columns, grades) -> None:
+    def _run(self, queue, completions, answers, columns, prompts, grades) -> None:
         busy = lambda: [w for w in self._workers if w.task is not None]  # noqa: E731
         while queue or busy():
             for w in self._workers:
                 if w.ready and w.task is None and queue:
                     i = queue.pop()
-                    w.conn.send((i, completions[i], answers[i], columns[i]))
+                    w.conn.send((i, completions[i], answers[i], columns[i], prompts[i]))
                     w.task, w.deadline = i, time.monotonic() + self.timeout_s
             active = [w for w in self._workers if w.task is not None or not w.ready]
             pending_deadlines = [w.deadline for w in active if w.task is not None]

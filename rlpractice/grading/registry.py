@@ -5,14 +5,16 @@ plain or `async def` (awaited in the grading worker: a verifier that calls a ser
 problem's other dataset fields. Name it in config in one of three ways (rlpractice/plugins.py loads them):
 - a function in a file: `verifier.name=path/to/my_verifier.py:fn` (or a module: `mypkg.mod:fn`);
 - a name registered with `@verifier("name")` in a file listed in `verifier.plugins` (files or modules);
-- a built-in name: the modules of the top-level `verifiers/` folder (installed as `rlpractice.verifiers`).
+- a built-in name: the modules of the top-level `verifiers/` folder (installed as `rlpractice.verifiers`);
+- reward code written for TRL or verl, unchanged: `trl:file.py:fn`, `verl:file.py:compute_score` (conventions.py).
 Only the files named are imported. Several verifiers combine with weights (`verifier.weights`, see `combine`);
 None means "does not apply to this answer" and leaves that verifier out of the sum.
 
 `fast=` optionally gives a cheap, safe function run in the trainer process first (e.g. plain numbers);
 it returns a Grade, or None to send the answer to the isolated worker processes. `answer=` optionally says how
 the verifier reads a completion's final answer (`fn(completion) -> str | None`): held-out maj@n votes on it
-(evaluation.py; without one, on the math extraction).
+(evaluation.py; without one, on the math extraction). A verifier with the attribute `wants_prompt = True` also
+gets the sample's prompt, as the keyword `prompt`.
 """
 
 from __future__ import annotations
@@ -104,9 +106,14 @@ def _load_builtins() -> None:
 
 
 def get_verifier(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Verifier:
-    """Look `name` up: 'file.py:function' or 'module:function', else a name registered by a built-in
-    verifier or by one of the `plugins` (which are imported first, so a broken one fails even when unused)."""
+    """Look `name` up: 'file.py:function' or 'module:function' (after 'trl:' or 'verl:', a function written for
+    that trainer), else a name registered by a built-in verifier or by one of the `plugins` (which are imported
+    first, so a broken one fails even when unused)."""
     load_plugins(plugins)
+    if name.startswith(("trl:", "verl:")):
+        from rlpractice.grading.conventions import foreign_verifier  # imported here: it builds on this module
+
+        return foreign_verifier(name)
     if name.endswith(".py"):
         raise UserError(f"verifier {name!r}: name the function in it too ({name}:my_function), or list the file "
                         "in verifier.plugins and use a name it registers")
