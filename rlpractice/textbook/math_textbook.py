@@ -155,7 +155,8 @@ TEMPLATES = {1: _one_step, 2: _two_steps, 3: _three_steps, 4: _fractions}
 
 def make_problem(r: random.Random, level: int) -> Problem:
     question, steps, answer = TEMPLATES[level](r)
-    return Problem(question=question, answer=answer, solution=format_solution(steps, answer), level=level)
+    return Problem(question=question, answer=answer, solution=format_solution(steps, answer), level=level,
+                   steps=tuple(steps))
 
 
 def generate(seed: int, count: int, heldout: bool, levels: tuple[int, ...] = LEVELS) -> list[Problem]:
@@ -212,7 +213,8 @@ def exposition(seed: int, paragraphs: int, worked: list[Problem]) -> list[str]:
 
 
 def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Problem]:
-    """The same problems with a seeded `fraction` of their solutions reduced to the final answer."""
+    """The same problems with a seeded `fraction` of their solutions reduced to the final answer (their `steps`
+    stay, for a corrected attempt that shows them: retry_textbook.py)."""
     r = random.Random(seed)
     return [replace(p, solution=format_solution([], p.answer)) if r.random() < fraction else p for p in problems]
 

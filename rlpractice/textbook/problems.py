@@ -20,6 +20,10 @@ class Problem:
     columns: dict = field(default_factory=dict, compare=False, hash=False)  # extra dataset columns
     source: str = field(default="", compare=False)  # where it came from ("file:line"), for error messages
     prompt_text: str = field(default="", compare=False)  # the prompt as rendered by a chat template, if any
+    # the solution's steps, kept when `solution` prints only the answer (built-in math textbook; () elsewhere)
+    steps: tuple[str, ...] = field(default=(), compare=False)
+    # a wrong attempt printed before `solution`, with the check's words between (retry_textbook.py); "": none
+    first_attempt: str = ""
 
     @property
     def prompt(self) -> str:

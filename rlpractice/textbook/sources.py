@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from rlpractice.errors import UserError
 from rlpractice.textbook.dataset import load_problems
 from rlpractice.textbook.problems import Problem, Textbook
+from rlpractice.textbook.retry_textbook import with_retries
 
 BUILTIN_TEXTBOOKS = {"math": "rlpractice.textbook.math_textbook", "countdown": "rlpractice.textbook.countdown_textbook"}
 
@@ -24,8 +25,14 @@ def load_book(cfg: DictConfig) -> Textbook:
     if cfg.data.source == "textbook":
         tb = cfg.textbook  # textbook.name and data.source are checked against the schema's choices
         build = importlib.import_module(BUILTIN_TEXTBOOKS[tb.name]).build_textbook
-        return build(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout, tuple(tb.levels),
+        book = build(cfg.seed, tb.exposition_paragraphs, tb.worked, tb.practice, tb.heldout, tuple(tb.levels),
                      tb.answer_only)
+        env = cfg.get("env")  # check and retry: SFT shows the exchange the environment will have with the model
+        if env is not None and env.name == "retry" and env.textbook_retries > 0:
+            book = with_retries(book, env.textbook_retries, cfg.seed)
+            print(f"[data] {sum(bool(p.first_attempt) for p in book.worked)} of {len(book.worked)} worked problems "
+                  f"show a wrong attempt, the check and a corrected one (env.textbook_retries={env.textbook_retries})")
+        return book
     tools = cfg.get("tools")  # with the calculator, GSM8K's annotations become calls SFT teaches
     return _dataset_book(cfg.data, cfg.seed, bool(tools and "calculator" in tools.names and tools.textbook_calls))
 

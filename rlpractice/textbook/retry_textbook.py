@@ -1,0 +1,62 @@
+"""Check and retry in the textbook: worked problems that show a wrong first attempt, the check, and a corrected one.
+
+The retry environment (rlpractice/environments/retry.py) answers a wrong final answer with the verifier's reason
+and a fresh 'Solution:'. A model that never saw that exchange does not know what to write after it, so SFT shows
+it: for a share of the worked problems the book prints first a wrong attempt of a kind a student really writes
+(preferences.py makes the same ones for the reward model)
+    leap   no work, a wrong number after "Answer:" (" Answer: 23")
+    slip   the steps with one arithmetic slip, carried through to a wrong answer
+then the check's words, exactly as the environment would say them (`check_text`), then the solution with every
+step shown, also where the book otherwise prints only the answer: the retry should show the work a leap skipped.
+
+SFT learns only the corrected solution (stages/sft.py `retry_sequence`): never the mistake, and never the check,
+which the environment writes. The exposition is left as it was for the same reason: pretraining learns every
+token, and would learn the slips' wrong arithmetic.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from rlpractice.environments.retry import feedback, observation
+from rlpractice.textbook.preferences import slipped, wrong_number
+from rlpractice.textbook.problems import Problem, Textbook, format_solution
+from rlpractice.verifiers.math import math_equal
+
+KINDS = ("leap", "slip")  # drawn uniformly
+
+
+def wrong_attempt(steps: list[str], answer: str, kind: str, r: random.Random) -> str:
+    """A first attempt of `kind` (KINDS) whose final answer is not `answer`."""
+    if kind == "leap":
+        return format_solution([], wrong_number(answer, r))
+    wrong = slipped(steps, answer, r)
+    return format_solution(wrong, wrong[-1].rsplit(" = ", 1)[1].rstrip("."))  # the slipped last result
+
+
+def retry_example(problem: Problem, r: random.Random) -> Problem | None:
+    """`problem` with a wrong first attempt and its step-by-step solution; None when it has no steps to show, or
+    when the math verifier does not grade the attempt wrong and the solution right (SFT would teach a check that
+    the environment never gives)."""
+    if not problem.steps:
+        return None
+    attempt = wrong_attempt(list(problem.steps), problem.answer, r.choice(KINDS), r)
+    solution = format_solution(list(problem.steps), problem.answer)
+    if math_equal(attempt, problem.answer).reward != 0.0 or math_equal(solution, problem.answer).reward != 1.0:
+        return None
+    return replace(problem, first_attempt=attempt, solution=solution)
+
+
+def with_retries(book: Textbook, share: float, seed: int) -> Textbook:
+    """`book` with about `share` of its worked problems shown as check-and-retry examples (`retry_example`); the
+    other parts, and worked problems without steps (the countdown textbook's, a dataset's), are unchanged."""
+    r = random.Random(f"retries {seed}")  # a stream of its own: the textbook's use seed * 4 + k
+    worked = [(retry_example(p, r) if r.random() < share else None) or p for p in book.worked]
+    return replace(book, worked=worked)
+
+
+def check_text(problem: Problem) -> str:
+    """What the retry environment appends after `problem.first_attempt` (and its end-of-text): the math
+    verifier's reason, without the gold answer, and a fresh 'Solution:'."""
+    return observation(feedback(math_equal(problem.first_attempt, problem.answer).reason, problem.answer))
