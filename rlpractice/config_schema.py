@@ -380,6 +380,27 @@ class ToolsConfig:
     eval_without_tools: bool = True
 
 
+# --- env: practice as a conversation (rlpractice/environments/) -------------------------------------------------
+
+@section
+class EnvConfig:
+    """An environment that answers the model's turns (env=retry, or your own class): several model turns per
+    episode, each observation appended as tokens the learner does not train on. Off unless a name is given."""
+
+    # retry (check and retry, built in); or your own class, 'path/to/file.py:Class' or 'module:Class', written for
+    # rlpractice (reset(problem) / step(turn) -> Step) or gym-style (reset() -> (obs, info), step(action) ->
+    # (obs, reward, terminated, truncated, info)); "": no environment
+    name: str = ""
+    max_turns: Positive = 4  # model turns per episode; an episode still going after them is cut
+    discount: Share = 1.0  # episode reward = sum over turns t of discount**t * turn reward (1: the plain sum)
+    step_timeout_s: Annotated[float, Range(0.1)] = 10.0  # a step that takes longer ends its episode (reward 0)
+    max_attempts: Positive = 2  # retry: attempts per problem (feedback after each wrong one)
+    # retry: share of the built-in textbook's worked problems that show a wrong attempt, the check's answer and
+    # a corrected one, so SFT teaches the format (the wrong attempt and the check are not learned)
+    textbook_retries: Share = 0.0
+    plugins: list[str] = dataclasses.field(default_factory=list)  # files or modules your environment needs imported
+
+
 # --- groups tracker/ and cluster/ ---------------------------------------------------------------------------------
 
 @section
@@ -428,12 +449,13 @@ class Config:
     reward: RewardConfig = MISSING
     algo: AlgoConfig = MISSING
     tools: ToolsConfig = dataclasses.field(default_factory=ToolsConfig)  # off unless a tools= choice names some
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)  # off unless an env= choice names one
     tracker: TrackerConfig = MISSING
     cluster: ClusterConfig = MISSING
 
 
 SCHEMAS = [Config, TinyLlamaConfig, HFModelConfig, TextbookDataConfig, FileDataConfig, TextbookConfig, SamplerConfig,
-           AlgoConfig, RFTConfig, RMConfig, RewardConfig, ToolsConfig, TrackerConfig, ClusterConfig]
+           AlgoConfig, RFTConfig, RMConfig, RewardConfig, ToolsConfig, EnvConfig, TrackerConfig, ClusterConfig]
 
 
 def register() -> None:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rlpractice.config_schema import ToolsConfig
+from rlpractice.environments.metrics import attempts_solved, episode_metrics, solved
+from rlpractice.environments.settings import EpisodeSettings
 from rlpractice.grading.mathparse import extract_answer, plain_number
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.batch import Group, tool_metrics
@@ -56,11 +57,11 @@ def answer_key(text: str) -> str | None:
 
 
 def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, ks: list[int],
-             tools: ToolsConfig | None = None, proxy: Callable[[list[Group]], float] | None = None) -> dict:
+             episodes: EpisodeSettings | None = None, proxy: Callable[[list[Group]], float] | None = None) -> dict:
     """pass@k for each k in `ks`, maj@n, pass@1 per level and the mean completion length, from n samples per
-    problem drawn and graded exactly as in RL (rollout/batch.py), with the same tool loop when `tools` is set; with
-    `proxy` (a reward model's mean score), `rlhf/proxy` beside them."""
-    groups, _ = sample_groups(samplers, pool, problems, n, logprobs=False, tools=tools)
+    problem drawn and graded exactly as in RL (rollout/batch.py), through the same episode loop when `episodes` (the
+    run's tools or environment) is set; with `proxy` (a reward model's mean score), `rlhf/proxy` beside them."""
+    groups, _ = sample_groups(samplers, pool, problems, n, logprobs=False, episodes=episodes)
     correct = [sum(r >= 1.0 for r in g.rewards) for g in groups]
     key = pool.answer or answer_key  # the verifier's own reading of the final answer, when it gives one
     majority = [majority_correct([key(s.text) for s in g.samples], [r >= 1.0 for r in g.rewards]) for g in groups]
@@ -72,8 +73,28 @@ def evaluate(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: 
     out.update({f"level{lv}/pass@1": mean_pass_at_k(cs, n, 1) for lv, cs in sorted(by_level.items())})
     out["completion_length"] = float(np.mean([len(s.ids) for g in groups for s in g.samples]))
     out.update(tool_metrics([s for g in groups for s in g.samples]))
+    out.update(retry_metrics(groups, n, ks))
     if proxy is not None:
         out["rlhf/proxy"] = proxy(groups)
     out["num_problems"] = len(problems)
     out["samples_per_problem"] = n
+    return out
+
+
+def retry_metrics(groups: list[Group], n: int, ks: list[int]) -> dict:
+    """For episodes with an environment's per-turn rewards: the episode metrics, first-attempt pass@1, success
+    within k attempts, and, to compare, pass@k of k independent samples: the episodes' first attempts are n
+    independent samples per problem, so retrying is measured against sampling again on the same draws."""
+    samples = [s for g in groups for s in g.samples]
+    if not samples or any(s.turn_rewards is None for s in samples):
+        return {}
+    first = [sum(bool(s.turn_rewards) and solved(s.turn_rewards[0]) for s in g.samples) for g in groups]
+    attempts = max(len(s.turn_rewards) for s in samples)
+    out = episode_metrics(samples)
+    out["first_attempt_pass@1"] = mean_pass_at_k(first, n, 1)
+    for k in sorted({*range(2, attempts + 1), *ks}):
+        if k <= max(attempts, 1):
+            out[f"success_within_{k}_attempts"] = float(np.mean([attempts_solved(s, k) for s in samples]))
+        if k <= n:
+            out[f"independent_pass@{k}"] = mean_pass_at_k(first, n, k)
     return out

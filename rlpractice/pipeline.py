@@ -21,6 +21,8 @@ from rlpractice import model as policy
 from rlpractice.caches import use_cache_dir
 from rlpractice.checkpoint import latest_state
 from rlpractice.config_checks import check, check_writable
+from rlpractice.environments.settings import episode_settings
+from rlpractice.environments.tool_env import make_runner, tool_settings
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
 from rlpractice.grading.registry import check_verifiers
@@ -36,7 +38,6 @@ from rlpractice.textbook.problems import Textbook
 from rlpractice.textbook.prompts import with_chat_template
 from rlpractice.textbook.sources import load_book
 from rlpractice.textbook.tool_textbook import calculator_textbook
-from rlpractice.tools.rollout import make_runner, tool_settings
 from rlpractice.tracking import Tracker, plot_pass_rates
 
 
@@ -44,6 +45,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.time()
     prepare(cfg, run_dir)
     book = load_book(cfg)  # before anything is written: a bad dataset leaves no half-made run behind
+    episode_settings(cfg)  # an environment and tools together: one line now
     tools = tool_settings(cfg)  # None: no tools
     runner = make_runner(tools) if tools else None  # here too: a sandbox that cannot isolate stops the run now
     if tools and cfg.tools.textbook_calls and cfg.data.source == "textbook" and "calculator" in tools.names:
@@ -142,8 +144,10 @@ def summarise(cfg: DictConfig, book: Textbook, results: Results, seconds: float,
         "rl_pass_at_1": rl["pass@1"],
         "rl_gain": rl["pass@1"] - sft["pass@1"],
         **{f"{stage}_{k}": v for stage, r in (("sft", sft), ("rl", rl)) for k, v in r.items()
-           if k.startswith(("pass@", "maj@", "level", "tools/"))},  # tools/: evaluated with tools
+           if k.startswith(("pass@", "maj@", "level", "tools/", "env/", "first_attempt", "success_within",
+                            "independent_pass@"))},  # tools/, env/: evaluated with the run's tools or environment
         **({"tools": tools.names} if tools else {}),
+        **({"env": cfg.env.name} if cfg.env.name else {}),
         **{f"{stage}_pass_at_1_no_tools": r["pass@1"] for stage, r in results.without_tools.items()},
         "heldout_problems": len(book.heldout),
         "eval_samples_per_problem": cfg.eval.samples_per_problem,

@@ -39,25 +39,25 @@ def main() -> None:
     import ray
 
     from rlpractice import config_schema  # noqa: F401 - registers the schema conf/ names
+    from rlpractice.environments.settings import EpisodeSettings
+    from rlpractice.environments.tool_env import tool_settings
     from rlpractice.rollout.samplers import Samplers
     from rlpractice.textbook.math_textbook import build_textbook
-    from rlpractice.textbook.problems import format_prompt
-    from rlpractice.tools.rollout import tool_settings
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=math_tools", f"sampler.max_new_tokens={args.tokens}"])
     tools = tool_settings(cfg)
-    prompts = [format_prompt(p.question) for p in build_textbook(1, 0, 1, 1, args.prompts).heldout]
+    problems = build_textbook(1, 0, 1, 1, args.prompts).heldout
     samplers = Samplers(args.checkpoint, cfg.sampler, cfg.cluster, cfg.seed)
 
     def run(with_tools: bool) -> dict:
         start = time.perf_counter()
         ids = sampled = calls = 0
-        for _, chunk in samplers.sample(prompts, args.n, ignore_eos=True, logprobs=False,
-                                        tools=tools if with_tools else None):
+        for _, chunk in samplers.sample(problems, args.n, ignore_eos=True, logprobs=False,
+                                        episodes=EpisodeSettings(tools=tools) if with_tools else None):
             for s in chunk.samples:
                 ids += len(s.ids)
-                sampled += len(s.ids) - sum(s.tool_mask or [])
+                sampled += len(s.ids) - sum(s.observation_mask or [])
                 calls += s.tool_calls
         seconds = time.perf_counter() - start
         return {"seconds": seconds, "ids": ids, "sampled": sampled, "calls": calls}

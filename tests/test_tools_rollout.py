@@ -15,14 +15,17 @@ from hydra import compose, initialize_config_dir
 
 from rlpractice import model as policy
 from rlpractice.algorithm.settings import LossSettings
+from rlpractice.environments.loop import encode_result
+from rlpractice.environments.settings import EpisodeSettings
+from rlpractice.environments.tool_env import tool_settings
 from rlpractice.grading.pool import GradingPool
 from rlpractice.learner.steps import policy_gradient_step
 from rlpractice.learner.update import sequences
 from rlpractice.rollout.batch import tool_metrics
 from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.math_textbook import build_textbook
+from rlpractice.textbook.problems import Problem
 from rlpractice.tokenizer import train_tokenizer
-from rlpractice.tools.rollout import encode_result, tool_settings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -77,13 +80,14 @@ def test_tool_rollout_appends_tool_ids_masks_them_and_trains(tmp_path):
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     pool = GradingPool.from_config(cfg.verifier)
     try:
-        groups, _ = sample_groups(samplers, pool, book.practice[:4], 16, logprobs=True, tools=tools)
+        groups, _ = sample_groups(samplers, pool, book.practice[:4], 16, logprobs=True,
+                                  episodes=EpisodeSettings(tools=tools))
         samples = [s for g in groups for s in g.samples]
         assert len(samples) == 64
         for s in samples:
-            assert len(s.tool_mask) == len(s.ids) == len(s.sampler_logps) <= 40
+            assert len(s.observation_mask) == len(s.ids) == len(s.sampler_logps) <= 40
             assert s.tool_calls <= 3
-            for a, b in runs(s.tool_mask):
+            for a, b in runs(s.observation_mask):
                 assert all(x == 0.0 for x in s.sampler_logps[a:b])  # placeholders: never sampled
                 text = tok.decode(s.ids[a:b])
                 if b < len(s.ids):  # not cut by the length cap: a whole result, encoded on its own
@@ -104,7 +108,7 @@ def test_tool_rollout_appends_tool_ids_masks_them_and_trains(tmp_path):
 
         seqs = [q for g in groups for q in sequences(g, torch.linspace(-1, 1, len(g.samples)))]
         for q, s in zip(seqs, samples, strict=True):
-            assert q.loss_mask[-len(s.ids):] == [1 - t for t in s.tool_mask]
+            assert q.loss_mask[-len(s.ids):] == [1 - t for t in s.observation_mask]
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         out = policy_gradient_step(model, optimizer, seqs, LossSettings.from_config(cfg.algo, 40),
                                    pad_id=tok.pad_token_id, share_prompts=True)
@@ -159,14 +163,15 @@ def test_python_tool_runs_a_models_code_in_the_sandbox_inside_a_rollout(tmp_path
     tools = tool_settings(cfg)
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
-        [(_, chunk)] = list(samplers.sample([prompt], 4, temperature=0.0, logprobs=True, tools=tools))
+        [(_, chunk)] = list(samplers.sample([Problem("q", "42", prompt_text=prompt)], 4, temperature=0.0,
+                                                 logprobs=True, episodes=EpisodeSettings(tools=tools)))
     finally:
         samplers.shutdown()
         ray.shutdown()
     for s in chunk.samples:
         assert s.tool_calls == 1 and s.tool_errors == 0 and s.tool_timeouts == 0 and s.tool_s > 0
         assert s.text.startswith(program.lstrip("\n")) or s.text.startswith(program), s.text
-        [(a, b)] = runs(s.tool_mask)
+        [(a, b)] = runs(s.observation_mask)
         assert tok.decode(s.ids[a:b]) == "\n42\n```\n"  # the sandbox's output, encoded on its own
         assert s.ids[a:b] == encode_result(tok, "\n42\n```\n") and all(x == 0.0 for x in s.sampler_logps[a:b])
         assert tok.decode(s.ids[:a]).endswith("```output")  # the call the model wrote, up to its stop string

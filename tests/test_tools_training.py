@@ -7,6 +7,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from rlpractice.config_schema import ToolsConfig
+from rlpractice.environments.loop import encode_result
+from rlpractice.environments.tool_env import make_runner, tool_settings
 from rlpractice.grading.registry import Grade
 from rlpractice.learner.forward import Sequence, prompt_length
 from rlpractice.learner.steps import target_tokens
@@ -18,7 +20,6 @@ from rlpractice.textbook.problems import Problem
 from rlpractice.textbook.tool_textbook import calculator_textbook, with_calculator_calls
 from rlpractice.tokenizer import train_tokenizer
 from rlpractice.tools import ToolRunner
-from rlpractice.tools.rollout import encode_result, make_runner, tool_settings
 from rlpractice.tools.worked import segments, solution_ids
 from tests.conftest import ROOT
 
@@ -40,7 +41,7 @@ def runner():
 
 def test_sequences_mask_tool_output_ids():
     sample = Sample(ids=[5, 6, 7, 8, 9, 2], text="", finish="stop", sampler_logps=[-1.0, -1.0, 0.0, 0.0, -1.0, -1.0],
-                    tool_mask=[0, 0, 1, 1, 0, 0], tool_calls=1)
+                    observation_mask=[0, 0, 1, 1, 0, 0], tool_calls=1)
     [seq] = sequences(Group(Problem("q", "1"), [11, 12, 13], [sample]))
     assert seq.ids == [11, 12, 13, 5, 6, 7, 8, 9, 2]
     assert seq.loss_mask == [0, 0, 0, 1, 1, 0, 0, 1, 1]
@@ -54,10 +55,10 @@ def test_sequences_without_tools_learn_every_completion_token():
 
 
 def test_tool_metrics_read_the_samples_tool_record():
-    right = Sample([1, 2, 3], "t", "stop", tool_mask=[0, 1, 0], tool_calls=2, tool_errors=1, tool_timeouts=1,
+    right = Sample([1, 2, 3], "t", "stop", observation_mask=[0, 1, 0], tool_calls=2, tool_errors=1, tool_timeouts=1,
                    tool_s=0.5, grade=Grade(1.0, ""))
-    plain = Sample([1], "", "stop", tool_mask=[0], grade=Grade(1.0, ""))
-    m = tool_metrics([right, plain, Sample([1], "", "stop", tool_mask=[0], grade=Grade(0.0, ""))])
+    plain = Sample([1], "", "stop", observation_mask=[0], grade=Grade(1.0, ""))
+    m = tool_metrics([right, plain, Sample([1], "", "stop", observation_mask=[0], grade=Grade(0.0, ""))])
     assert m["tools/calls_per_completion"] == pytest.approx(2 / 3)
     assert m["tools/error_rate"] == 0.5 and m["tools/timeout_rate"] == 0.5
     assert m["tools/correct_with_tool"] == 0.5  # one of the two correct samples called a tool
@@ -147,7 +148,7 @@ def test_gsm8k_annotations_in_a_users_jsonl_become_calls_sft_teaches(tmp_path, t
 
 
 def test_calls_ending_in_punctuation_stop_on_token_ids_others_on_strings(tokenizer):
-    from rlpractice.tools.rollout import StopSettings
+    from rlpractice.environments.loop import StopSettings
 
     stops = StopSettings.of([">>", "```output"], tokenizer)
     assert stops.strings == ["```output"]  # tokens starting with 't' could end it: found in decoded text instead

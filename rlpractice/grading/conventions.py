@@ -22,20 +22,21 @@ import reprlib
 from collections.abc import Callable
 
 from rlpractice.errors import UserError
-from rlpractice.grading.registry import Grade, Verifier
+from rlpractice.grading.grade import Grade
 from rlpractice.plugins import load_object
 
 CONVENTIONS = ("trl:", "verl:")
 
 
-def foreign_verifier(name: str) -> Verifier:
-    """The verifier `name` = 'trl:<ref>' or 'verl:<ref>' names, <ref> being 'file.py:fn' or 'module:fn'."""
+def foreign_verifier(name: str) -> Callable:
+    """The verifier function `name` = 'trl:<ref>' or 'verl:<ref>' names, <ref> being 'file.py:fn' or 'module:fn',
+    adapted to rlpractice's signature `fn(completion, answer, **columns)`."""
     convention, _, ref = name.partition(":")
     fn = load_object(ref, "verifier")
     if not callable(fn):
         raise UserError(f"verifier {name!r} is a {type(fn).__name__}, not a function")
     adapter = TRLReward(ref, fn) if convention == "trl" else VerlScore(ref, fn)
-    return Verifier(name, adapter)
+    return adapter
 
 
 class TRLReward:

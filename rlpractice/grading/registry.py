@@ -27,16 +27,11 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from rlpractice.errors import UserError
+from rlpractice.grading.conventions import foreign_verifier
+from rlpractice.grading.grade import Grade
 from rlpractice.plugins import import_plugin, load_object
 
 BUILTIN = "rlpractice.verifiers"  # the top-level verifiers/ folder, shipped inside the package (pyproject.toml)
-
-
-@dataclass(frozen=True)
-class Grade:
-    reward: float
-    reason: str
-    parts: dict[str, float] | None = None  # each verifier's reward, when several are combined
 
 
 @dataclass(frozen=True)
@@ -111,9 +106,7 @@ def get_verifier(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Verifi
     first, so a broken one fails even when unused)."""
     load_plugins(plugins)
     if name.startswith(("trl:", "verl:")):
-        from rlpractice.grading.conventions import foreign_verifier  # imported here: it builds on this module
-
-        return foreign_verifier(name)
+        return Verifier(name, foreign_verifier(name))
     if name.endswith(".py"):
         raise UserError(f"verifier {name!r}: name the function in it too ({name}:my_function), or list the file "
                         "in verifier.plugins and use a name it registers")

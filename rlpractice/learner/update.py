@@ -26,9 +26,9 @@ from rlpractice.rollout.batch import Batch, Group
 
 def sequences(group: Group, adv: torch.Tensor | None = None) -> list[Sequence]:
     """The learner's view of a group: prompt + completion ids, loss on the sampled completion tokens only (not
-    on the prompt, nor on tools' output ids: no loss and no ratio there)."""
+    on the prompt, nor on observation ids, a tool's or an environment's output: no loss and no ratio there)."""
     p = group.prompt_ids
-    return [Sequence(p + s.ids, [0] * len(p) + ([1 - t for t in s.tool_mask] if s.tool_mask else [1] * len(s.ids)),
+    return [Sequence(p + s.ids, [0] * len(p) + [1 - t for t in (s.observation_mask or [0] * len(s.ids))],
                      0.0 if adv is None else float(adv[j]), s.sampler_logps) for j, s in enumerate(group.samples)]
 
 

@@ -22,14 +22,19 @@ class Sample:
 
     ids: list[int]  # completion token ids, as the engine produced them (ending in EOS unless cut short)
     text: str
-    finish: str  # "stop" or "length"
-    sampler_logps: list[float] | None = None  # the engine's log-prob of each id (when asked for; 0.0: a tool's)
-    tool_mask: list[int] | None = None  # per id, 1 = a tool's output (appended, not sampled); None: no tools
+    finish: str  # "stop", "length" (max_new_tokens), or "turns" (an environment's episode cut at env.max_turns)
+    sampler_logps: list[float] | None = None  # the engine's log-prob of each id (when asked for; 0.0: not sampled)
+    # per id, 1 = an observation (a tool's or an environment's output: appended, not sampled); None: no episodes
+    observation_mask: list[int] | None = None
     tool_calls: int = 0
     tool_errors: int = 0  # calls the tool answered with an error (not counting timeouts)
     tool_timeouts: int = 0
     tool_s: float = 0.0  # seconds its calls took (they overlap other samples' decoding)
-    grade: Grade | None = None  # the verifier's: reward, reason and, with several verifiers, each one's reward
+    turns: int = 1  # model turns of its episode
+    turn_rewards: list[float | None] | None = None  # an environment's reward for each turn; None: no environment
+    # the verifier's (reward, reason and, with several verifiers, each one's reward) or, when an environment gives
+    # the reward, the environment's (set by the sampler actor)
+    grade: Grade | None = None
 
     @property
     def reward(self) -> float:
@@ -42,6 +47,10 @@ class Sample:
     @property
     def parts(self) -> dict[str, float] | None:
         return self.grade.parts
+
+    @property
+    def observation_tokens(self) -> int:
+        return sum(self.observation_mask or [])
 
 
 @dataclass
@@ -87,7 +96,7 @@ class Batch:
 def tool_metrics(samples: list[Sample]) -> dict:
     """How the samples used their tools: calls per completion, errors and timeouts per call, seconds the
     calls took in all, and the share of correct answers that used a tool; nothing for samples without tools."""
-    if all(s.tool_mask is None for s in samples):
+    if all(s.observation_mask is None or s.turn_rewards is not None for s in samples):  # no tools
         return {}
     calls = sum(s.tool_calls for s in samples)
     correct = [s for s in samples if s.reward >= 1.0]

@@ -8,11 +8,15 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
 
-from rlpractice.config_schema import ToolsConfig
 from rlpractice.rollout.batch import Group, Sample
+
+if TYPE_CHECKING:  # the actor imports this module before its engine sets the thread settings
+    from rlpractice.environments.settings import EpisodeSettings
+    from rlpractice.textbook.problems import Problem
 
 
 def write_files(files: dict[str, bytes], folder: str | None = None) -> str:
@@ -124,25 +128,37 @@ class SamplerActor:
                               list(c.logprobs.logprobs) if logprobs else None) for c in out.outputs])
                 for out in outputs]
 
-    def generate_with_tools(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
-                            top_p: float, logprobs: bool, tools: ToolsConfig, ignore_eos: bool = False) -> list[Group]:
-        """`generate` with tool calls (rlpractice/tools/rollout.py): each sample's ids are the engine's ids plus the
-        tools' output ids, with its `tool_mask` and what the tools did. The runner of `tools` (the run's `tools`
-        config) is made once per engine (plugins import here)."""
-        from rlpractice.tools.rollout import make_runner, tool_rollouts
+    def generate_episodes(self, requests: list[tuple[Problem, int]], max_tokens: int, temperature: float,
+                          top_p: float, logprobs: bool, episodes: EpisodeSettings,
+                          ignore_eos: bool = False) -> list[Group]:
+        """`generate` as episodes with the run's tools or environment (rlpractice/environments/loop.py): each sample's
+        ids are the engine's ids plus the observations' ids, with its `observation_mask`, its turns and, when the
+        environment gives the reward, its grade. What the episodes share (tools, grading workers, your
+        environment's worker processes) is made once per engine and settings."""
+        from rlpractice.environments.loop import run_episodes, start_episodes
+        from rlpractice.environments.settings import EnvironmentMaker
 
-        if getattr(self, "tools", None) != tools:
-            self.runner, self.tools = make_runner(tools), tools
+        if getattr(self, "episodes", None) != episodes:
+            if getattr(self, "make_env", None) is not None:
+                self.make_env.close()
+            self.make_env, self.episodes = EnvironmentMaker(episodes), episodes
         tokenizer = self.llm.get_tokenizer()
-        prompt_ids = [list(tokenizer.encode(p)) for p, _ in requests]  # as vLLM's own prompt rendering does
+        prompt_ids, started = start_episodes([p for p, _ in requests], [n for _, n in requests], self.make_env,
+                                             tokenizer)
         params = sampling_params(1, max_tokens, temperature, top_p, ignore_eos, logprobs)
-        grouped = tool_rollouts(self.llm.llm_engine, tokenizer, prompt_ids, [n for _, n in requests], params,
-                                self.runner, tools.max_calls)
-        texts = iter(tokenizer.batch_decode([r.ids for rs in grouped for r in rs], skip_special_tokens=True))
-        return [Group(None, ids, [Sample(r.ids, next(texts), r.finish, r.logps if logprobs else None, r.tool_mask,
-                                         tool_calls=r.calls, tool_errors=r.errors, tool_timeouts=r.timeouts,
-                                         tool_s=r.tool_s) for r in rs])
-                for ids, rs in zip(prompt_ids, grouped, strict=True)]
+        done = run_episodes(self.llm.llm_engine, tokenizer, prompt_ids, started, params, episodes.max_turns,
+                            episodes.step_timeout_s)
+        texts = iter(tokenizer.batch_decode([e.ids for e in done], skip_special_tokens=True))
+        groups = [Group(None, ids) for ids in prompt_ids]
+        gives_reward = episodes.env is not None  # tools leave the reward to the verifier
+        for e in done:
+            info = e.info
+            groups[e.prompt].samples.append(Sample(
+                e.ids, next(texts), e.finish, e.logps if logprobs else None, e.observation_mask,
+                tool_calls=info.get("tool_calls", 0), tool_errors=info.get("tool_errors", 0),
+                tool_timeouts=info.get("tool_timeouts", 0), tool_s=info.get("tool_s", 0.0), turns=e.turns + 1,
+                turn_rewards=list(e.turn_rewards) if gives_reward else None, grade=e.grade(episodes.discount)))
+        return groups
 
     def close(self) -> None:
         """Remove this node's copy of the shipped weights (object store sync)."""

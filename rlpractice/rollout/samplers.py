@@ -21,7 +21,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rlpractice import hardware
 from rlpractice.cluster import place_group, start_ray
-from rlpractice.config_schema import ToolsConfig
+from rlpractice.environments.settings import EpisodeSettings
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.batch import Group
@@ -31,18 +31,20 @@ from rlpractice.textbook.problems import Problem
 
 
 def sample_groups(samplers: Samplers, pool: GradingPool, problems: list[Problem], n: int, logprobs: bool = True,
-                  tools: ToolsConfig | None = None) -> tuple[list[Group], float]:
+                  episodes: EpisodeSettings | None = None) -> tuple[list[Group], float]:
     """n graded samples per problem, and the seconds spent grading. Chunks are graded as they stream in, so
-    grading overlaps generation; with `logprobs` each sample keeps the engine's log-probs; with `tools` the
-    samples call tools as they write."""
+    grading overlaps generation; with `logprobs` each sample keeps the engine's log-probs; with `episodes` the
+    samples are episodes with the run's tools or environment (an environment that gives the reward has graded
+    them already)."""
     groups = [Group(p, []) for p in problems]
     grade_s = 0.0
-    for i, chunk in samplers.sample([p.prompt for p in problems], n, logprobs=logprobs, tools=tools):
+    for i, chunk in samplers.sample(problems, n, logprobs=logprobs, episodes=episodes):
         t = time.time()
-        grades = pool.grade([s.text for s in chunk.samples], [problems[i].answer] * len(chunk.samples),
-                            [problems[i].columns] * len(chunk.samples))
+        todo = [s for s in chunk.samples if s.grade is None]
+        grades = pool.grade([s.text for s in todo], [problems[i].answer] * len(todo),
+                            [problems[i].columns] * len(todo), prompts=[problems[i].prompt] * len(todo))
         grade_s += time.time() - t
-        for sample, grade in zip(chunk.samples, grades, strict=True):
+        for sample, grade in zip(todo, grades, strict=True):
             sample.grade = grade
         groups[i].prompt_ids = chunk.prompt_ids
         groups[i].samples += chunk.samples
@@ -183,23 +185,28 @@ class Samplers:
             print(f"[sampler] engine {slot} died ({type(error).__name__}); restarted it with the current "
                   f"weights and retried its requests (restart {self.restarts})", flush=True)
 
-    def sample(self, prompts: list[str], n: int, temperature: float | None = None, ignore_eos: bool = False,
-               logprobs: bool = True, tools: ToolsConfig | None = None) -> Iterator[tuple[int, Group]]:
-        """Yield (prompt_index, a group of its samples) as they finish; n per prompt in total. `ignore_eos` makes
-        every completion max_new_tokens long (for benchmarks); `logprobs` returns the engine's log-prob of each
-        sampled token (see `SamplerActor.generate`); `tools` (the run's `tools` config) samples with tool calls
-        (`SamplerActor.generate_with_tools`)."""
+    def sample(self, prompts: list[str] | list[Problem], n: int, temperature: float | None = None,
+               ignore_eos: bool = False, logprobs: bool = True,
+               episodes: EpisodeSettings | None = None) -> Iterator[tuple[int, Group]]:
+        """Yield (prompt_index, a group of its samples) as they finish; n per prompt in total. `prompts`: texts, or
+        problems (their prompts; `episodes` needs problems). `ignore_eos` makes every completion max_new_tokens
+        long (for benchmarks); `logprobs` returns the engine's log-prob of each sampled token (see
+        `SamplerActor.generate`); `episodes` (the run's tools or environment) samples episodes
+        (`SamplerActor.generate_episodes`)."""
         s = self.sampler
         self._wake()
         calls = plan_calls(len(prompts), n, s.max_samples_per_request, s.samples_per_call, len(self.actors))
         temperature = s.temperature if temperature is None else temperature
+        texts = [p.prompt if isinstance(p, Problem) else p for p in prompts]
+        if episodes and not all(isinstance(p, Problem) for p in prompts):
+            raise TypeError("episodes start from problems (their answers and columns), not from prompt texts")
 
         def submit(call: list[tuple[int, int]], slot: int, tries: int) -> None:
             actor = self.actors[slot]
-            requests = [(prompts[i], k) for i, k in call]
-            ref = (actor.generate_with_tools.remote(requests, s.max_new_tokens, temperature, s.top_p, logprobs, tools,
-                                                    ignore_eos) if tools else
-                   actor.generate.remote(requests, s.max_new_tokens, temperature, s.top_p, ignore_eos, logprobs))
+            ref = (actor.generate_episodes.remote([(prompts[i], k) for i, k in call], s.max_new_tokens, temperature,
+                                                  s.top_p, logprobs, episodes, ignore_eos) if episodes else
+                   actor.generate.remote([(texts[i], k) for i, k in call], s.max_new_tokens, temperature, s.top_p,
+                                         ignore_eos, logprobs))
             futures[ref] = (call, slot, actor, tries)
 
         futures: dict = {}

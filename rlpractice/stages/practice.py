@@ -17,11 +17,11 @@ import time
 from omegaconf import DictConfig
 
 from rlpractice.algorithm.dynamic_sampling import filtered_fraction, informative
+from rlpractice.environments.settings import episode_settings
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.batch import Batch
 from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.problems import Problem
-from rlpractice.tools.rollout import tool_settings
 
 FLOOR = 0.01  # the smallest draw weight: solved and hopeless problems still come back now and then
 
@@ -75,14 +75,14 @@ class PracticeOrder:
 
 def draw_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg: DictConfig, logprobs: bool) -> Batch:
     """rl.prompts_per_step problems from `order`, each with a graded group of rl.samples_per_prompt samples (with
-    `logprobs`, the engines' log-probs; with the run's tools). With algo.dynamic_sampling (DAPO), groups with no
-    reward variance are dropped and more problems drawn to refill the batch, for at most algo.max_sampling_rounds
-    rounds; if none at all was informative, the last round is kept (zero advantages)."""
-    prompts, n, dynamic_sampling, tools = cfg.rl.prompts_per_step, cfg.rl.samples_per_prompt, \
-        cfg.algo.dynamic_sampling, tool_settings(cfg)
+    `logprobs`, the engines' log-probs; with the run's tools or environment). With algo.dynamic_sampling (DAPO),
+    groups with no reward variance are dropped and more problems drawn to refill the batch, for at most
+    algo.max_sampling_rounds rounds; if none at all was informative, the last round is kept (zero advantages)."""
+    prompts, n, dynamic_sampling, episodes = cfg.rl.prompts_per_step, cfg.rl.samples_per_prompt, \
+        cfg.algo.dynamic_sampling, episode_settings(cfg)
     start, groups, grade_s, seen = time.time(), [], 0.0, 0
     for _ in range(cfg.algo.max_sampling_rounds if dynamic_sampling else 1):
-        drawn, secs = sample_groups(samplers, pool, order.take(prompts - len(groups)), n, logprobs, tools)
+        drawn, secs = sample_groups(samplers, pool, order.take(prompts - len(groups)), n, logprobs, episodes)
         grade_s += secs
         seen += len(drawn)
         for g in drawn:

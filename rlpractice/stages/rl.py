@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from rlpractice.checkpoint import load_state, save_state
+from rlpractice.environments.settings import episode_settings
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
@@ -36,7 +37,6 @@ from rlpractice.stages.learning_signal import LearningSignal
 from rlpractice.stages.practice import PracticeOrder, draw_batch
 from rlpractice.stages.rl_metrics import all_failed, curriculum_metrics, log_rollouts, step_metrics
 from rlpractice.textbook.problems import Textbook
-from rlpractice.tools.rollout import tool_settings
 
 
 @dataclass
@@ -71,14 +71,16 @@ class RLStage:
     def __init__(self, cfg: DictConfig, model, tokenizer, book: Textbook, engines: Samplers, pool: GradingPool,
                  tracker, run_dir: Path):
         self.cfg, self.model, self.tokenizer, self.book, self.engines = cfg, model, tokenizer, book, engines
-        self.pool, self.tracker, self.run_dir, self.tools = pool, tracker, run_dir, tool_settings(cfg)
+        self.pool, self.tracker, self.run_dir = pool, tracker, run_dir
+        self.episodes = episode_settings(cfg)  # the run's tools or environment; None: one completion per sample
         # the frozen SFT policy, loaded once: for the KL term, and the KL a reward model's run measures
         needs_ref = (cfg.algo.name != "rft" and cfg.algo.kl_coef > 0) or cfg.reward.model
         self.ref = reference_model(model, run_dir) if needs_ref else None
         self.reward = make_reward(cfg, model, self.ref, tokenizer, run_dir)  # the verifier's, or a reward model's
 
     def run(self, resume_from: Path | None) -> Results:
-        no_tools = bool(self.tools and self.cfg.tools.eval_without_tools)  # the same model with its tools off
+        # the same model with its tools off
+        no_tools = bool(self.episodes and self.episodes.tools and self.cfg.tools.eval_without_tools)
         before = lambda stage: self.cfg.resume and self.tracker.logged(stage, 0)  # noqa: E731 - logged before a stop
         sft = before("eval") or self.evaluate(0)
         without = {"sft": before("eval_no_tools") or self.evaluate(0, "eval_no_tools")} if no_tools else {}
@@ -94,7 +96,7 @@ class RLStage:
         """Held-out pass@k and maj@n (eval_no_tools: with the run's tools off), logged and printed."""
         t, ev = time.time(), self.cfg.eval
         result = evaluate(self.engines, self.pool, list(self.book.heldout), ev.samples_per_problem, list(ev.k),
-                          self.tools if stage == "eval" else None, self.reward.heldout_score)
+                          self.episodes if stage == "eval" else None, self.reward.heldout_score)
         result["time"] = time.time() - t
         self.tracker.log(stage, step, result)
         shown = ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k.startswith(("pass@", "maj@")))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from rlpractice.algorithm.advantages import zero_variance_fraction
+from rlpractice.environments.metrics import episode_metrics
 from rlpractice.grading.registry import is_failure
 from rlpractice.rollout.batch import Batch, tool_metrics
 from rlpractice.stages.practice import PracticeOrder
@@ -39,6 +40,7 @@ def step_metrics(batch: Batch, trained: torch.Tensor, learned: dict, times: dict
         **{f"time/{k}": v for k, v in times.items()},
         "memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # the trainer process
         **level_pass_rates(batch), **verifier_metrics(batch), **batch.curriculum, **tool_metrics(samples),
+        **episode_metrics(samples),
     }
 
 
@@ -76,17 +78,27 @@ def all_failed(batch: Batch) -> bool:
     return all(is_failure(s.reason) for s in batch.samples)
 
 
+FAILURES_LOGGED = 8  # per step: enough to see why a verifier or an environment fails, not a flood
+
+
 def log_rollouts(path: Path, step: int, batch: Batch, scores: list[float] | None, per_step: int) -> list[dict]:
-    """A few sampled solutions per step with their reward and the verifier's reason, for reading, appended to
-    `path`; `scores`: a reward model's score of every sample of the batch, in order (None: no reward model)."""
-    first, rows = 0, []  # the index of each group's first sample in the batch
-    for g in batch.groups[:per_step]:
-        p, s = g.problem, g.samples[0]
+    """A few sampled solutions per step with their reward and the verifier's (or environment's) reason, for
+    reading, appended to `path`, and the first samples whose verifier or environment failed; `scores`: a reward
+    model's score of every sample of the batch, in order (None: no reward model)."""
+    chosen, failed, first = [], [], 0  # first: the index of each group's first sample in the batch
+    for i, g in enumerate(batch.groups):
+        if i < per_step:
+            chosen.append((g, 0, first))
+        failed += [(g, j, first + j) for j, s in enumerate(g.samples) if is_failure(s.reason) and (i >= per_step or j)]
+        first += len(g.samples)
+    rows = []
+    for g, j, k in chosen + failed[:FAILURES_LOGGED]:
+        p, s = g.problem, g.samples[j]
         rows.append({"step": step, "prompt": p.prompt, "question": p.question, "answer": p.answer,
                      "completion": s.text, "reward": s.reward, "reason": s.reason,
                      **({"parts": s.parts} if s.parts else {}),
-                     **({"rm_score": scores[first]} if scores is not None else {})})
-        first += len(g.samples)
+                     **({"turns": s.turns, "turn_rewards": s.turn_rewards} if s.turn_rewards is not None else {}),
+                     **({"rm_score": scores[k]} if scores is not None else {})})
     with open(path, "a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
     return rows

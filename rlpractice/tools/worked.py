@@ -10,8 +10,8 @@ encodes the pieces one by one, each tool result with `encode_result` as the roll
 
 from __future__ import annotations
 
+from rlpractice.environments.loop import encode_result
 from rlpractice.errors import UserError
-from rlpractice.tools.rollout import encode_result
 from rlpractice.tools.runner import ToolRunner
 
 

@@ -1,0 +1,139 @@
+"""The environment interface's pure parts: episode rewards, check and retry's steps and feedback, starting episodes,
+and the metrics that compare retrying with sampling again (the engine loop itself: test_environment_rollout.py)."""
+
+import pytest
+
+from rlpractice.environments.base import Step, check_step, episode_reward
+from rlpractice.environments.loop import Episode, start_episodes
+from rlpractice.environments.metrics import episode_metrics
+from rlpractice.environments.retry import GENERIC, CheckAndRetry, feedback, observation
+from rlpractice.evaluation import retry_metrics
+from rlpractice.grading.registry import Grade
+from rlpractice.rollout.batch import Group, Sample
+from rlpractice.textbook.problems import Problem
+
+
+def test_episode_reward_sums_turn_rewards_with_the_discount():
+    assert episode_reward([0.0, 1.0]) == 1.0
+    assert episode_reward([0.0, 1.0], 0.5) == 0.5
+    assert episode_reward([1.0], 0.5) == 1.0
+    assert episode_reward([None, 0.25, 1.0], 0.5) == pytest.approx(0.5 * 0.25 + 0.25 * 1.0)
+    assert episode_reward([]) == 0.0
+
+
+@pytest.mark.parametrize(("reason", "answer", "said"), [
+    ("8 != 7", "7", "8 != the answer"),
+    ("15 != 5", "5", "15 != the answer"),  # '5' inside '15' is not the gold
+    ("no final answer found", "3", "no final answer found"),
+    ("3/4 != 1/2: values 0.75 vs 0.5", "1/2", GENERIC),  # the gold's value in another form
+    ("timeout: verifier took longer than 5s", "2", GENERIC),
+])
+def test_feedback_is_the_verifiers_reason_without_the_gold_answer(reason, answer, said):
+    assert feedback(reason, answer) == said
+
+
+def grade_math(text: str, answer: str, columns: dict) -> Grade:
+    """The math verifier's own function (verifiers/math.py), as the grading pool calls it."""
+    from rlpractice.verifiers.math import math_equal
+
+    return math_equal(text, answer, **columns)
+
+
+def test_check_and_retry_answers_a_wrong_attempt_and_stops_at_the_right_one_or_the_last():
+    env = CheckAndRetry(grade_math, max_attempts=3)
+    assert env.reset(Problem("q", "7")) is None
+    wrong = env.step(" 3 + 5 = 8. Answer: 8")
+    assert wrong.observation == observation("8 != the answer") and not wrong.done and wrong.reward == 0.0
+    assert "7" not in wrong.observation
+    right = env.step(" 3 + 4 = 7. Answer: 7")
+    assert right.done and right.reward == 1.0 and right.observation == ""
+    env = CheckAndRetry(grade_math, max_attempts=2)
+    env.reset(Problem("q", "7"))
+    env.step("Answer: 1")
+    last = env.step("Answer: 2")
+    assert last.done and last.reward == 0.0  # out of attempts: no more feedback
+
+
+def test_check_step_names_what_a_malformed_step_returned():
+    assert check_step(Step("x", 1, True)).reward == 1
+    for bad, words in [((None, 1.0, True), "returned a tuple"), (Step(3), "observation of type int"),
+                       (Step("", "1"), "reward of type str"), (Step("", True), "reward of type bool")]:
+        with pytest.raises(ValueError, match=words):
+            check_step(bad)
+
+
+class Tok:
+    """Character ids: enough for `start_episodes`, which only encodes prompts."""
+
+    eos_token_id = 0
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return [ord(c) for c in text]
+
+
+class Prompted:
+    stop_strings, gives_reward = (), True
+
+    def __init__(self, text):
+        self.text = text
+
+    def reset(self, problem):
+        if self.text == "raise":
+            raise KeyError("no such level")
+        return self.text
+
+    def step(self, turn):
+        return Step(done=True)
+
+
+def test_start_episodes_shares_one_prompt_per_problem_and_ends_broken_resets_with_a_reason():
+    problems = [Problem("a", "1"), Problem("b", "2")]
+    texts = iter(["P1", "P1", None, "raise"])
+    prompt_ids, episodes = start_episodes(problems, [2, 2], lambda: Prompted(next(texts)), Tok())
+    assert prompt_ids == [Tok().encode("P1"), Tok().encode(problems[1].prompt)]  # None: the problem's own prompt
+    assert [e.finish for e in episodes] == [None, None, None, "stop"]
+    broken = episodes[3]
+    assert broken.failure == "error: environment reset() raised KeyError: 'no such level'"
+    assert broken.grade(1.0) == Grade(0.0, broken.failure) and broken.ids == [0] and broken.observation_mask == [1]
+    texts = iter(["same", "other"])
+    _, episodes = start_episodes(problems[:1], [2], lambda: Prompted(next(texts)), Tok())
+    assert "another first observation" in episodes[1].failure
+
+
+def test_an_episode_grade_is_its_environments_discounted_reward_or_the_verifiers():
+    e = Episode(0, Prompted(None), turn_rewards=[0.0, 1.0], finish="stop", info={"reason": "7 equals 7"})
+    assert e.grade(0.5) == Grade(0.5, "7 equals 7")
+    e.finish = "length"
+    e.turn_rewards = []
+    assert e.grade(0.5).reason == "cut at max_new_tokens before the environment's verdict"
+    tools = Prompted(None)
+    tools.gives_reward = False
+    assert Episode(0, tools, finish="stop").grade(1.0) is None  # the verifier grades its text
+
+
+def episode(turn_rewards, turns=None, obs=0) -> Sample:
+    s = Sample([1] * (3 + obs), "", "stop", observation_mask=[0] * 3 + [1] * obs, turns=turns or len(turn_rewards),
+               turn_rewards=turn_rewards)
+    s.grade = Grade(episode_reward(turn_rewards, 0.5), "")
+    return s
+
+
+def test_episode_metrics_count_turns_observations_and_recoveries():
+    m = episode_metrics([episode([1.0]), episode([0.0, 1.0], obs=4), episode([0.0, 0.0], obs=4), episode([0.0])])
+    assert m["env/turns"] == pytest.approx(1.5)
+    assert m["env/observation_tokens"] == pytest.approx(2.0)
+    assert m["env/turn_reward"] == pytest.approx(2 / 6)
+    assert m["env/first_turn_pass_rate"] == pytest.approx(0.25)
+    assert m["env/recovered"] == pytest.approx(0.25) and m["env/recovery_rate"] == pytest.approx(1 / 3)
+    assert episode_metrics([Sample([1], "", "stop")]) == {}
+
+
+def test_retry_metrics_compare_success_within_k_attempts_with_k_independent_samples():
+    # problem A: first attempts right, wrong -> 1 of 2; the wrong one recovers. Problem B: both wrong, none recovers.
+    a = Group(Problem("a", "1"), [], [episode([1.0]), episode([0.0, 1.0])])
+    b = Group(Problem("b", "2"), [], [episode([0.0, 0.0]), episode([0.0, 0.0])])
+    m = retry_metrics([a, b], n=2, ks=[1, 2])
+    assert m["first_attempt_pass@1"] == pytest.approx(0.25)
+    assert m["success_within_2_attempts"] == pytest.approx(0.5)
+    assert m["independent_pass@2"] == pytest.approx(0.5)  # A: 1 - C(1,2)/C(2,2) = 1; B: 0
+    assert retry_metrics([Group(Problem("c", "3"), [], [Sample([1], "", "stop")])], 1, [1]) == {}
