@@ -137,3 +137,49 @@ def test_retry_metrics_compare_success_within_k_attempts_with_k_independent_samp
     assert m["success_within_2_attempts"] == pytest.approx(0.5)
     assert m["independent_pass@2"] == pytest.approx(0.5)  # A: 1 - C(1,2)/C(2,2) = 1; B: 0
     assert retry_metrics([Group(Problem("c", "3"), [], [Sample([1], "", "stop")])], 1, [1]) == {}
+
+
+# --- per-turn credit (env.credit=turn) ---------------------------------------------------------------------------
+
+def test_turn_returns_and_later_turn_advantages_by_hand():
+    from rlpractice.algorithm.advantages import later_turn_advantages, turn_returns
+
+    assert turn_returns([0.0, 1.0], 0.5) == [0.5, 1.0]
+    assert turn_returns([0.0, None, 1.0], 1.0) == [1.0, 1.0, 1.0]
+    # turn 1 reached by the first two episodes: G_1 = 1 and 0, mean 0.5, population std 0.5
+    later = later_turn_advantages([[0.0, 1.0], [0.0, 0.0], [1.0]], 0.0)
+    assert later[0] == pytest.approx([1.0], abs=1e-4) and later[1] == pytest.approx([-1.0], abs=1e-4)
+    assert later[2] == []
+    assert later_turn_advantages([[0.0, 1.0], [1.0]], 0.0, scale_by_std=False) == [[0.0], []]  # alone: no baseline
+
+
+def test_turn_credit_gives_each_turns_ids_their_turns_advantage():
+    from rlpractice.learner.update import turn_credit
+
+    # attempt 1 (2 ids), the check (2 ids, no loss), attempt 2 (2 ids), another check, attempt 3 (no advantage)
+    mask = [0, 0, 1, 1, 0, 0, 1, 0]
+    assert turn_credit(mask, -0.5, [1.0]) == [-0.5, -0.5, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    assert turn_credit([0, 0, 0], 0.3, []) == [0.3, 0.3, 0.3]
+
+
+def test_per_token_advantages_equal_to_the_sequences_give_the_same_gradient():
+    import torch
+
+    from rlpractice.algorithm.settings import LossSettings
+    from rlpractice.learner.forward import Sequence
+    from rlpractice.learner.steps import policy_gradient_step
+    from rlpractice.model import new_model
+    from rlpractice.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["Question: 1 + 2 = 3. Answer: 3"] * 20, 300)
+    grads = []
+    for per_token in (False, True):
+        model = new_model(tok, 32, 1, 1, 64, 64, seed=0)
+        seqs = [Sequence([1, 5, 6, 7, 8], [0, 0, 1, 1, 1], 1.5), Sequence([1, 5, 9], [0, 0, 1], -0.5)]
+        if per_token:
+            for s in seqs:
+                s.token_advantages = [s.advantage] * len(s.ids)
+        policy_gradient_step(model, torch.optim.SGD(model.parameters(), lr=0.0), seqs, LossSettings(),
+                             pad_id=tok.pad_token_id)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-7) and grads[0].abs().sum() > 0

@@ -93,3 +93,33 @@ def advantages(rewards: torch.Tensor, estimator: str, scale_by_std: bool, k: int
     if estimator == "passk":
         return passk_advantages(rewards, k)
     raise ValueError(f"algo.advantage={estimator!r} is none of {ESTIMATORS}")  # the config schema allows only those
+
+
+def turn_returns(turn_rewards: list[float | None], discount: float) -> list[float]:
+    """G_t = sum over t' >= t of discount**(t' - t) * r_t' for each turn of one episode (a missing reward counts 0).
+    G_0 is the episode's reward. With [0, 1] and discount 0.5: [0.5, 1.0]."""
+    out, running = [], 0.0
+    for r in reversed(turn_rewards):
+        running = (r or 0.0) + discount * running
+        out.append(running)
+    return out[::-1]
+
+
+def later_turn_advantages(turn_rewards: list[list[float | None]], discount: float, scale_by_std: bool = True,
+                          eps: float = 1e-6) -> list[list[float]]:
+    """Per-turn credit in one group of episodes: for each episode, the advantage of each of its turns after the
+    first. Turn t's return G_t (`turn_returns`) is judged against the same turn of the group's other episodes
+    that reached it: (G_t - their mean) / (their population std + eps), 0 when only one reached it. So a corrected
+    second attempt gains credit of its own, and the first attempt keeps the episode's advantage. By hand, episodes
+    [[0, 1], [0, 0], [1]]: turn 1 reached by the first two, G_1 = 1 and 0, mean 0.5, std 0.5: [[1.0], [-1.0], []]."""
+    returns = [turn_returns(rs, discount) for rs in turn_rewards]
+    out: list[list[float]] = [[] for _ in returns]
+    for t in range(1, max((len(g) for g in returns), default=0)):
+        reached = [i for i, g in enumerate(returns) if len(g) > t]
+        values = torch.tensor([returns[i][t] for i in reached], dtype=torch.float32)
+        centred = values - values.mean() if len(reached) > 1 else torch.zeros_like(values)
+        if scale_by_std and len(reached) > 1:
+            centred = centred / (values.std(unbiased=False) + eps)
+        for i, a in zip(reached, centred.tolist(), strict=True):
+            out[i].append(a)
+    return out

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from rlpractice import model as policy
-from rlpractice.algorithm.advantages import advantages
+from rlpractice.algorithm.advantages import advantages, later_turn_advantages
 from rlpractice.algorithm.rft import rft_selection
 from rlpractice.algorithm.settings import LossSettings
 from rlpractice.learner.device import place
@@ -24,12 +24,29 @@ from rlpractice.learner.steps import sequence_logprobs, target_tokens
 from rlpractice.rollout.batch import Batch, Group
 
 
-def sequences(group: Group, adv: torch.Tensor | None = None) -> list[Sequence]:
+def sequences(group: Group, adv: torch.Tensor | None = None, turn_discount: float | None = None) -> list[Sequence]:
     """The learner's view of a group: prompt + completion ids, loss on the sampled completion tokens only (not
-    on the prompt, nor on observation ids, a tool's or an environment's output: no loss and no ratio there)."""
+    on the prompt, nor on observation ids, a tool's or an environment's output: no loss and no ratio there). With
+    `turn_discount` (env.credit=turn) an episode's later turns get advantages of their own (`turn_credit`)."""
     p = group.prompt_ids
-    return [Sequence(p + s.ids, [0] * len(p) + [1 - t for t in (s.observation_mask or [0] * len(s.ids))],
+    seqs = [Sequence(p + s.ids, [0] * len(p) + [1 - t for t in (s.observation_mask or [0] * len(s.ids))],
                      0.0 if adv is None else float(adv[j]), s.sampler_logps) for j, s in enumerate(group.samples)]
+    if adv is not None and turn_discount is not None and all(s.turn_rewards is not None for s in group.samples):
+        later = later_turn_advantages([s.turn_rewards for s in group.samples], turn_discount)
+        for seq, s, extra in zip(seqs, group.samples, later, strict=True):
+            seq.token_advantages = [0.0] * len(p) + turn_credit(s.observation_mask, seq.advantage, extra)
+    return seqs
+
+
+def turn_credit(observation_mask: list[int], first: float, later: list[float]) -> list[float]:
+    """Each completion id's advantage: `first` up to the first observation, then later[t - 1] for turn t (an
+    observation's own ids get the next turn's: they carry no loss). A turn past `later`'s end gets 0."""
+    out, turn, before = [], 0, 0
+    for m in observation_mask:
+        turn += m and not before  # an observation starts: what follows is the next turn
+        before = m
+        out.append(first if turn == 0 else later[turn - 1] if turn - 1 < len(later) else 0.0)
+    return out
 
 
 class PolicyGradient:
@@ -39,12 +56,14 @@ class PolicyGradient:
     ahead (`off_policy`), the log-probs the engine reported for the tokens it sampled."""
 
     def __init__(self, learner, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
-                 off_policy: bool = False, share_prompts: bool = True, bf16: bool = False):
+                 off_policy: bool = False, share_prompts: bool = True, bf16: bool = False,
+                 turn_discount: float | None = None):
         """`learner`: where the policy learns (learner/local.py, ranks.py); `ref_model`: the frozen reference
         policy, for the KL term (`loss.kl_coef`)."""
         self.learner, self.algo, self.loss, self.ref_model, self.off_policy = learner, algo, loss, ref_model, off_policy
         self.forward = dict(pad_id=pad_id, share_prompts=share_prompts, bf16=bf16)
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
+        self.turn_discount = turn_discount  # per-turn credit for episodes (env.credit=turn): their discount
 
     def __call__(self, batch: Batch, rewards: torch.Tensor) -> dict:
         adv = advantages(rewards, self.algo.advantage, self.algo.scale_by_std, self.algo.passk_k)
@@ -52,10 +71,11 @@ class PolicyGradient:
 
     def update(self, groups: list[Group], adv: torch.Tensor) -> dict:
         parts = [p.tolist() for p in np.array_split(np.arange(len(groups)), self.algo.minibatches) if len(p)]
-        every = [[s for i in part for s in sequences(groups[i], adv[i])] for part in parts]
+        every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_discount)] for part in parts]
         # normalisers count every sample of a slice, learned or skipped: skipping changes speed, not the update
         totals = [(len(seqs), target_tokens(seqs)) for seqs in every]
-        learned = [[s for s in seqs if s.advantage != 0 or not self.skip_zero_advantage] for seqs in every]
+        learned = [[s for s in seqs if not self.skip_zero_advantage or s.advantage or any(s.token_advantages or ())]
+                   for seqs in every]
         several_steps = self.algo.num_iterations * len(parts) > 1
         for seqs in learned:  # before the first step: the log-probs of the policy that sampled
             self._old_and_reference(seqs, several_steps)
@@ -131,4 +151,5 @@ def make_update(cfg: DictConfig, learner, pad_id: int, ref_model, bf16: bool):
         return RejectionSampling(learner, algo, pad_id, bf16)
     loss = LossSettings.from_config(algo, cfg.sampler.max_new_tokens)
     return PolicyGradient(learner, algo, loss, pad_id, ref_model, off_policy=cfg.rl.max_staleness > 0,
-                          share_prompts=cfg.learner.share_prompts, bf16=bf16)
+                          share_prompts=cfg.learner.share_prompts, bf16=bf16,
+                          turn_discount=cfg.env.discount if cfg.env.name and cfg.env.credit == "turn" else None)

@@ -49,11 +49,12 @@ def retry_example(problem: Problem, r: random.Random) -> Problem | None:
 
 
 def with_retries(book: Textbook, share: float, seed: int) -> Textbook:
-    """`book` with about `share` of its worked problems shown as check-and-retry examples (`retry_example`); the
-    other parts, and worked problems without steps (the countdown textbook's, a dataset's), are unchanged."""
+    """`book` with about `share` of its worked problems shown a second time, as check-and-retry examples
+    (`retry_example`), after all of them as they are: the first attempt at every problem is still taught directly.
+    The other parts, and worked problems without steps (the countdown textbook's, a dataset's), are unchanged."""
     r = random.Random(f"retries {seed}")  # a stream of its own: the textbook's use seed * 4 + k
-    worked = [(retry_example(p, r) if r.random() < share else None) or p for p in book.worked]
-    return replace(book, worked=worked)
+    retries = [retry_example(p, r) if r.random() < share else None for p in book.worked]
+    return replace(book, worked=list(book.worked) + [p for p in retries if p is not None])
 
 
 def check_text(problem: Problem) -> str:

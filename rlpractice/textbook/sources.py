@@ -31,7 +31,7 @@ def load_book(cfg: DictConfig) -> Textbook:
         if env is not None and env.name == "retry" and env.textbook_retries > 0:
             book = with_retries(book, env.textbook_retries, cfg.seed)
             print(f"[data] {sum(bool(p.first_attempt) for p in book.worked)} of {len(book.worked)} worked problems "
-                  f"show a wrong attempt, the check and a corrected one (env.textbook_retries={env.textbook_retries})")
+                  f"are check-and-retry examples: a wrong attempt, the check, a corrected one (env.textbook_retries={env.textbook_retries})")
         return book
     tools = cfg.get("tools")  # with the calculator, GSM8K's annotations become calls SFT teaches
     return _dataset_book(cfg.data, cfg.seed, bool(tools and "calculator" in tools.names and tools.textbook_calls))
