@@ -395,8 +395,9 @@ class EnvConfig:
     discount: Share = 1.0  # episode reward = sum over turns t of discount**t * turn reward (1: the plain sum)
     step_timeout_s: Annotated[float, Range(0.1)] = 10.0  # a step that takes longer ends its episode (reward 0)
     # which tokens an episode's advantage reaches: episode (every turn's tokens get the episode's, as most multi-turn
-    # trainers do), or turn (the first turn gets the episode's; each later turn is judged on its own return against
-    # the same turn of the group's other episodes: a corrected attempt is credited without crediting the mistake)
+    # trainers do), or turn (each turn is a sequence of its own for the learner: the first gets the episode's
+    # advantage, a later one is judged on its own return against the same turn of the group's other episodes: a
+    # corrected attempt is credited without crediting the mistake, and each turn weighs as a whole completion)
     credit: Literal["episode", "turn"] = "episode"
     max_attempts: Positive = 2  # retry: attempts per problem (feedback after each wrong one)
     # retry: share of the built-in textbook's worked problems that show a wrong attempt, the check's answer and

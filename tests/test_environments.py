@@ -153,33 +153,25 @@ def test_turn_returns_and_later_turn_advantages_by_hand():
     assert later_turn_advantages([[0.0, 1.0], [1.0]], 0.0, scale_by_std=False) == [[0.0], []]  # alone: no baseline
 
 
-def test_turn_credit_gives_each_turns_ids_their_turns_advantage():
-    from rlpractice.learner.update import turn_credit
-
-    # attempt 1 (2 ids), the check (2 ids, no loss), attempt 2 (2 ids), another check, attempt 3 (no advantage)
-    mask = [0, 0, 1, 1, 0, 0, 1, 0]
-    assert turn_credit(mask, -0.5, [1.0]) == [-0.5, -0.5, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
-    assert turn_credit([0, 0, 0], 0.3, []) == [0.3, 0.3, 0.3]
-
-
-def test_per_token_advantages_equal_to_the_sequences_give_the_same_gradient():
+def test_with_turn_credit_each_turn_is_a_sequence_of_its_own_with_its_advantage():
     import torch
 
-    from rlpractice.algorithm.settings import LossSettings
-    from rlpractice.learner.forward import Sequence
-    from rlpractice.learner.steps import policy_gradient_step
-    from rlpractice.model import new_model
-    from rlpractice.tokenizer import train_tokenizer
+    from rlpractice.learner.update import sequences, turn_spans
 
-    tok = train_tokenizer(["Question: 1 + 2 = 3. Answer: 3"] * 20, 300)
-    grads = []
-    for per_token in (False, True):
-        model = new_model(tok, 32, 1, 1, 64, 64, seed=0)
-        seqs = [Sequence([1, 5, 6, 7, 8], [0, 0, 1, 1, 1], 1.5), Sequence([1, 5, 9], [0, 0, 1], -0.5)]
-        if per_token:
-            for s in seqs:
-                s.token_advantages = [s.advantage] * len(s.ids)
-        policy_gradient_step(model, torch.optim.SGD(model.parameters(), lr=0.0), seqs, LossSettings(),
-                             pad_id=tok.pad_token_id)
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
-    assert torch.allclose(grads[0], grads[1], atol=1e-7) and grads[0].abs().sum() > 0
+    assert turn_spans([0, 0, 1, 1, 0, 0, 0]) == [(0, 2), (4, 7)] and turn_spans([1]) == []
+    # episode 0: wrong, checked (2 ids), right; episode 1: right at once; episode 2: wrong twice
+    samples = [Sample([5, 6, 9, 9, 7, 8], "", "stop", [-1.0] * 6, [0, 0, 1, 1, 0, 0], turn_rewards=[0.0, 1.0]),
+               Sample([7, 8], "", "stop", [-1.0] * 2, [0, 0], turn_rewards=[1.0]),
+               Sample([5, 6, 9, 9, 5, 5], "", "stop", [-1.0] * 6, [0, 0, 1, 1, 0, 0], turn_rewards=[0.0, 0.0])]
+    group = Group(Problem("q", "1"), [1, 2], samples)
+    adv = torch.tensor([-0.5, 1.0, -0.5])
+    seqs = sequences(group, adv, turn_discount=0.0)
+    assert [(s.ids, s.loss_mask, round(s.advantage, 4)) for s in seqs] == [
+        ([1, 2, 5, 6], [0, 0, 1, 1], -0.5),
+        ([1, 2, 5, 6, 9, 9, 7, 8], [0, 0, 0, 0, 0, 0, 1, 1], 1.0),  # turn 1: G_1 = 1 vs 0 in the group
+        ([1, 2, 7, 8], [0, 0, 1, 1], 1.0),
+        ([1, 2, 5, 6], [0, 0, 1, 1], -0.5),
+        ([1, 2, 5, 6, 9, 9, 5, 5], [0, 0, 0, 0, 0, 0, 1, 1], -1.0)]
+    assert seqs[1].sampler_logps == [-1.0] * 6 and seqs[0].sampler_logps == [-1.0] * 2
+    whole = sequences(group, adv)  # credit=episode: one sequence per episode, the episode's advantage
+    assert [(len(s.ids), s.advantage) for s in whole] == [(8, -0.5), (4, 1.0), (8, -0.5)]

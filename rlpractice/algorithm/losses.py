@@ -14,11 +14,11 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
                       eps_low: float, eps_high: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token PPO/GRPO loss  -min(r A, clip(r, 1-eps_low, 1+eps_high) A)  with r = exp(logp - old_logp).
 
-    `advantages` is per sequence [batch] (broadcast over tokens) or per token [batch, seq]. Returns (loss, clipped)
-    where `clipped` marks tokens whose clipped term was the active (smaller) one.
+    `advantages` is per sequence [batch] (broadcast over tokens). Returns (loss, clipped) where
+    `clipped` marks tokens whose clipped term was the active (smaller) one.
     """
     ratio = torch.exp(logp - old_logp)
-    adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
+    adv = advantages.unsqueeze(-1)
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
     loss = -torch.minimum(unclipped, clipped)

@@ -27,7 +27,6 @@ class Sequence:
     sampler_logps: list[float] | None = None  # the inference engine's log-probs of the completion tokens
     old_logps: torch.Tensor | None = None  # the sampling policy's (None: fresh samples, the ratio starts at 1)
     ref_logps: torch.Tensor | None = None  # the frozen reference policy's, for the KL term
-    token_advantages: list[float] | None = None  # per id, when the turns of an episode get their own (env.credit)
 
 
 def right_pad(rows: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -117,7 +117,7 @@ def _surrogate(batch: list[Sequence], logp_entropy, target: torch.Tensor, loss: 
     the engines' precision differs (`loss.sampler_is_cap`), plus the KL and entropy terms; its metrics into `sums`."""
     logp, entropy = logp_entropy
     old = logp.detach() if batch[0].old_logps is None else _padded([s.old_logps for s in batch], logp)
-    adv = _advantages(batch, logp)
+    adv = torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=logp.device)
     ratio_logp = losses.sequence_level_logp(logp, old, target) if loss.ratio_level == "sequence" else logp
     per_token, was_clipped = losses.clipped_surrogate(ratio_logp, old, adv, loss.eps_low, loss.eps_high)
     sampler, sampled = _sampler_logps(batch, logp)
@@ -140,18 +140,6 @@ def _surrogate(batch: list[Sequence], logp_entropy, target: torch.Tensor, loss: 
     sums["mismatch"] += ((logp.detach() - sampler).abs() * sampled).sum().item()
     sums["sampled"] += int(sampled.sum().item())
     return losses.aggregate(per_token, target, loss.aggregation, *totals, loss.max_tokens)
-
-
-def _advantages(batch: list[Sequence], like: torch.Tensor) -> torch.Tensor:
-    """Each sequence's advantage [batch], or, when some have one per token (an episode's turns), per target
-    position [batch, T-1] in the learner's layout (position t predicts token t+1)."""
-    if all(s.token_advantages is None for s in batch):
-        return torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=like.device)
-    out = torch.zeros(like.shape, dtype=torch.float32)
-    for row, s in enumerate(batch):
-        values = s.token_advantages[1:] if s.token_advantages is not None else [s.advantage] * (len(s.ids) - 1)
-        out[row, : len(values)] = torch.tensor(values, dtype=torch.float32)
-    return out.to(like.device)
 
 
 def _step_metrics(sums: Counter, grad_norm: float, loss: LossSettings) -> dict:

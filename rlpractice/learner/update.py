@@ -27,26 +27,37 @@ from rlpractice.rollout.batch import Batch, Group
 def sequences(group: Group, adv: torch.Tensor | None = None, turn_discount: float | None = None) -> list[Sequence]:
     """The learner's view of a group: prompt + completion ids, loss on the sampled completion tokens only (not
     on the prompt, nor on observation ids, a tool's or an environment's output: no loss and no ratio there). With
-    `turn_discount` (env.credit=turn) an episode's later turns get advantages of their own (`turn_credit`)."""
+    `turn_discount` (env.credit=turn), each turn of an episode is a sequence of its own: the ids up to its end, the
+    loss on its tokens, its own advantage (the first turn the episode's, a later one `later_turn_advantages`), so
+    every turn weighs in the loss as a whole completion does."""
     p = group.prompt_ids
-    seqs = [Sequence(p + s.ids, [0] * len(p) + [1 - t for t in (s.observation_mask or [0] * len(s.ids))],
-                     0.0 if adv is None else float(adv[j]), s.sampler_logps) for j, s in enumerate(group.samples)]
-    if adv is not None and turn_discount is not None and all(s.turn_rewards is not None for s in group.samples):
-        later = later_turn_advantages([s.turn_rewards for s in group.samples], turn_discount)
-        for seq, s, extra in zip(seqs, group.samples, later, strict=True):
-            seq.token_advantages = [0.0] * len(p) + turn_credit(s.observation_mask, seq.advantage, extra)
-    return seqs
-
-
-def turn_credit(observation_mask: list[int], first: float, later: list[float]) -> list[float]:
-    """Each completion id's advantage: `first` up to the first observation, then later[t - 1] for turn t (an
-    observation's own ids get the next turn's: they carry no loss). A turn past `later`'s end gets 0."""
-    out, turn, before = [], 0, 0
-    for m in observation_mask:
-        turn += m and not before  # an observation starts: what follows is the next turn
-        before = m
-        out.append(first if turn == 0 else later[turn - 1] if turn - 1 < len(later) else 0.0)
+    per_turn = adv is not None and turn_discount is not None and all(s.turn_rewards is not None
+                                                                      for s in group.samples)
+    later = later_turn_advantages([s.turn_rewards for s in group.samples], turn_discount) if per_turn else None
+    out = []
+    for j, s in enumerate(group.samples):
+        mask = s.observation_mask or [0] * len(s.ids)
+        a = 0.0 if adv is None else float(adv[j])
+        if later is None:
+            out.append(Sequence(p + s.ids, [0] * len(p) + [1 - m for m in mask], a, s.sampler_logps))
+            continue
+        for (start, end), turn_adv in zip(turn_spans(mask), [a, *later[j]], strict=False):
+            out.append(Sequence(p + s.ids[:end], [0] * (len(p) + start) + [1 - m for m in mask[start:end]], turn_adv,
+                                s.sampler_logps[:end] if s.sampler_logps else None))
     return out
+
+
+def turn_spans(observation_mask: list[int]) -> list[tuple[int, int]]:
+    """[start, end) of each turn's sampled ids in a completion: the runs between observations. With
+    [0, 0, 1, 1, 0, 0, 0]: [(0, 2), (4, 7)]."""
+    spans, start = [], None
+    for i, m in enumerate([*observation_mask, 1]):
+        if not m and start is None:
+            start = i
+        if m and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
 
 
 class PolicyGradient:
@@ -74,8 +85,7 @@ class PolicyGradient:
         every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_discount)] for part in parts]
         # normalisers count every sample of a slice, learned or skipped: skipping changes speed, not the update
         totals = [(len(seqs), target_tokens(seqs)) for seqs in every]
-        learned = [[s for s in seqs if not self.skip_zero_advantage or s.advantage or any(s.token_advantages or ())]
-                   for seqs in every]
+        learned = [[s for s in seqs if s.advantage != 0 or not self.skip_zero_advantage] for seqs in every]
         several_steps = self.algo.num_iterations * len(parts) > 1
         for seqs in learned:  # before the first step: the log-probs of the policy that sampled
             self._old_and_reference(seqs, several_steps)

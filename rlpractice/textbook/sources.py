@@ -30,8 +30,9 @@ def load_book(cfg: DictConfig) -> Textbook:
         env = cfg.get("env")  # check and retry: SFT shows the exchange the environment will have with the model
         if env is not None and env.name == "retry" and env.textbook_retries > 0:
             book = with_retries(book, env.textbook_retries, cfg.seed)
-            print(f"[data] {sum(bool(p.first_attempt) for p in book.worked)} of {len(book.worked)} worked problems "
-                  f"are check-and-retry examples: a wrong attempt, the check, a corrected one (env.textbook_retries={env.textbook_retries})")
+            print(f"[data] {sum(bool(p.first_attempt) for p in book.worked)} of {len(book.worked)} worked problems are "
+                  "check-and-retry examples: a wrong attempt, the check, a corrected one "
+                  f"(env.textbook_retries={env.textbook_retries})")
         return book
     tools = cfg.get("tools")  # with the calculator, GSM8K's annotations become calls SFT teaches
     return _dataset_book(cfg.data, cfg.seed, bool(tools and "calculator" in tools.names and tools.textbook_calls))
