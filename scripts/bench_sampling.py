@@ -147,7 +147,7 @@ def ray_actors(cfg, prompts, checkpoint, ignore_eos: bool, logprobs: bool) -> tu
 
     cfg.sampler.max_new_tokens = TOKENS
     samplers = Samplers(checkpoint, cfg.sampler, cfg.cluster, seed=0)
-    started = [round(info["startup_s"], 2) for info in samplers.info]
+    started = [round(info.startup_s, 2) for info in samplers.info]
     try:
         return best_of(lambda: sum(len(s.ids) for _, chunk in samplers.sample(prompts, N, ignore_eos=ignore_eos,
                                                                                      logprobs=logprobs)

@@ -34,7 +34,7 @@ def three_steps(cluster: Cluster, cfg, model_dir: Path, problems, pool) -> tuple
     ray.init(address=cluster.address, include_dashboard=False, configure_logging=False)
     samplers = Samplers(str(model_dir / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
-        nodes = [info["node"] for info in samplers.info]
+        nodes = [info.node for info in samplers.info]
         groups, _ = sample_groups(samplers, pool, problems, n=1)  # greedy: one per prompt
         samplers.sync_weights(str(model_dir / "updated"))
         groups += sample_groups(samplers, pool, problems, n=1)[0]

@@ -2,7 +2,7 @@
 
 from omegaconf import OmegaConf
 
-from rlpractice.rollout.engine import engine_cores
+from rlpractice.rollout.engine import EngineInfo, engine_cores
 from rlpractice.rollout.samplers import cores_left, engine_env, machine_slots, plan_calls
 
 
@@ -26,11 +26,15 @@ def test_engines_on_one_machine_get_cores_of_their_own():
     assert engine_cores([0, 1, 2, 3], 0, 0.5) is None  # a fraction of a core cannot be pinned
 
 
+def engine(machine: str, cores: list[int] | None) -> EngineInfo:
+    return EngineInfo(1.0, 1, "node", machine, cores, True, "1")
+
+
 def test_the_learner_gets_the_cores_the_engines_leave_on_its_machine():
-    engines = [{"machine": "a", "cores": [0]}, {"machine": "b", "cores": [1]}]
+    engines = [engine("a", [0]), engine("b", [1])]
     assert cores_left([0, 1, 2, 3], engines, "a") == [1, 2, 3]
-    assert cores_left([0, 1], [{"machine": "a", "cores": [0]}, {"machine": "a", "cores": [1]}], "a") == []
-    assert cores_left([0, 1], [{"machine": "a", "cores": None}], "a") == []  # vLLM's binding: cores unknown
+    assert cores_left([0, 1], [engine("a", [0]), engine("a", [1])], "a") == []
+    assert cores_left([0, 1], [engine("a", None)], "a") == []  # vLLM's binding: cores unknown
 
 
 def test_only_cuda_ipc_engines_accept_pickled_weight_handles():

@@ -39,10 +39,10 @@ def test_weight_sync_changes_what_the_engine_serves(tmp_path):
     policy.save(model, tok, tmp_path / "ckpt")
     samplers = Samplers(str(tmp_path / "ckpt"), cfg.sampler, cfg.cluster, seed=0)
     try:
-        cores = [info["cores"] for info in samplers.info]  # the default: two engines, a core of their own each
+        cores = [info.cores for info in samplers.info]  # the default: two engines, a core of their own each
         assert len(cores) == 2 and all(cores) and not set(cores[0]) & set(cores[1])
-        assert [info["omp_threads"] for info in samplers.info] == ["1", "1"]
-        assert samplers.info[0]["engine_in_process"]  # the default on CPU: no engine-core process of its own
+        assert [info.omp_threads for info in samplers.info] == ["1", "1"]
+        assert samplers.info[0].engine_in_process  # the default on CPU: no engine-core process of its own
 
         def greedy() -> list[int]:
             [(_, chunk)] = list(samplers.sample([PROMPT], 1, temperature=0.0))

@@ -7,6 +7,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,19 @@ from rlpractice.rollout.batch import Group, Sample
 if TYPE_CHECKING:  # the actor imports this module before its engine sets the thread settings
     from rlpractice.environments.settings import EpisodeSettings
     from rlpractice.textbook.problems import Problem
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What a started engine reports about itself (`SamplerActor.ready`)."""
+
+    startup_s: float
+    pid: int
+    node: str  # Ray's node id
+    machine: str  # the node's IP address: Ray's virtual nodes on one machine share it (and its cores)
+    cores: list[int] | None  # the cores it computes on; None: vLLM's own binding (a GPU engine, too few cores)
+    engine_in_process: bool  # vLLM's engine core in the actor's own process (VLLM_ENABLE_V1_MULTIPROCESSING=0)
+    omp_threads: str
 
 
 def write_files(files: dict[str, bytes], folder: str | None = None) -> str:
@@ -104,12 +118,10 @@ class SamplerActor:
             self.llm.init_weight_transfer_engine({"init_info": {"packed": False}})
         self.startup_s = time.time() - start
 
-    def ready(self) -> dict:
-        return {"startup_s": self.startup_s, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                "machine": ray.util.get_node_ip_address(),
-                "cores": self.cores,  # None: vLLM's own binding (a GPU engine, or too few cores on the machine)
-                "engine_in_process": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0",
-                "omp_threads": os.environ["OMP_NUM_THREADS"]}
+    def ready(self) -> EngineInfo:
+        return EngineInfo(self.startup_s, os.getpid(), ray.get_runtime_context().get_node_id(),
+                          ray.util.get_node_ip_address(), self.cores,
+                          os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0", os.environ["OMP_NUM_THREADS"])
 
     def generate(self, requests: list[tuple[str, int]], max_tokens: int, temperature: float,
                  top_p: float, ignore_eos: bool = False, logprobs: bool = True) -> list[Group]:

@@ -25,7 +25,7 @@ from rlpractice.environments.settings import EpisodeSettings
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.batch import Group
-from rlpractice.rollout.engine import SamplerActor
+from rlpractice.rollout.engine import EngineInfo, SamplerActor
 from rlpractice.rollout.weight_sync import MODES
 from rlpractice.textbook.problems import Problem
 
@@ -78,13 +78,13 @@ def engine_env(sampler: DictConfig) -> dict[str, str]:
     return {**env, **MODES[sampler.weight_sync].engine_env}
 
 
-def cores_left(available: list[int], engines: list[dict], machine: str) -> list[int]:
+def cores_left(available: list[int], engines: list[EngineInfo], machine: str) -> list[int]:
     """The cores of `machine` that no engine there computes on (`engines`: the actors' `ready()` reports).
     None of them when an engine there was left to vLLM's own binding: its cores are unknown."""
-    here = [info for info in engines if info["machine"] == machine]
-    if any(info["cores"] is None for info in here):
+    here = [info for info in engines if info.machine == machine]
+    if any(info.cores is None for info in here):
         return []
-    used = {c for info in here for c in info["cores"]}
+    used = {c for info in here for c in info.cores}
     return [c for c in sorted(available) if c not in used]
 
 
@@ -146,7 +146,7 @@ class Samplers:
         except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
             self.shutdown()
             raise UserError(f"a vLLM engine could not start: {engine_failure(e, self.log_dir)}") from None
-        if not sampler.num_gpus_per_sampler and any(info["cores"] is None for info in self.info):
+        if not sampler.num_gpus_per_sampler and any(info.cores is None for info in self.info):
             print(f"[sampler] a machine has fewer cores than its engines ask for ({sampler.num_cpus_per_sampler} "
                   "each): vLLM binds those engines itself, and engines on one machine may then share cores",
                   flush=True)

@@ -58,7 +58,7 @@ def run_rl(cfg: DictConfig, model, tokenizer, book: Textbook, pool: GradingPool,
     engines = Samplers(str(resume_from or run_dir / "checkpoints" / "sft"), cfg.sampler, cfg.cluster, cfg.seed,
                        log_dir=run_dir / "logs")
     try:
-        print(f"[rl] samplers ready (engine start {max(i['startup_s'] for i in engines.info):.1f}s)")
+        print(f"[rl] samplers ready (engine start {max(i.startup_s for i in engines.info):.1f}s)")
         return RLStage(cfg, model, tokenizer, book, engines, pool, tracker, run_dir).run(resume_from)
     finally:
         engines.shutdown()
