@@ -32,6 +32,16 @@ def test_feedback_is_the_verifiers_reason_without_the_gold_answer(reason, answer
     assert feedback(reason, answer) == said
 
 
+@pytest.mark.parametrize(("attempt", "answer", "said"), [
+    (" 4 * 4 = 16. 26 - 16 = 16. Answer: 16", "10", "16 != the answer; 26 - 16 = 16 is wrong"),  # the first false
+    (" 3/8 + 2/8 = 5/8. 8 / 4 = 3. Answer: 3", "5", "3 != the answer; 8 / 4 = 3 is wrong"),  # fractions: not steps
+    (" 6 / 2 = 5. Answer: 5", "2", "5 != the answer"),  # the step holds the gold's value: left out
+    (" Answer: 5", "2", "5 != the answer"),  # a leap: no step to mark
+])
+def test_feedback_marks_the_first_false_step_when_it_gives_nothing_away(attempt, answer, said):
+    assert feedback(f"{attempt.split()[-1]} != {answer}", answer, attempt) == said
+
+
 def grade_math(text: str, answer: str, columns: dict) -> Grade:
     """The math verifier's own function (verifiers/math.py), as the grading pool calls it."""
     from rlpractice.verifiers.math import math_equal
@@ -42,8 +52,9 @@ def grade_math(text: str, answer: str, columns: dict) -> Grade:
 def test_check_and_retry_answers_a_wrong_attempt_and_stops_at_the_right_one_or_the_last():
     env = CheckAndRetry(grade_math, max_attempts=3)
     assert env.reset(Problem("q", "7")) is None
-    wrong = env.step(" 3 + 5 = 8. Answer: 8")
-    assert wrong.observation == observation("8 != the answer") and not wrong.done and wrong.reward == 0.0
+    wrong = env.step(" 3 + 4 = 8. Answer: 8")
+    assert wrong.observation == observation("8 != the answer; 3 + 4 = 8 is wrong")
+    assert not wrong.done and wrong.reward == 0.0
     assert "7" not in wrong.observation
     right = env.step(" 3 + 4 = 7. Answer: 7")
     assert right.done and right.reward == 1.0 and right.observation == ""

@@ -58,7 +58,7 @@ def test_first_attempts_are_graded_wrong_and_corrected_solutions_right_and_show_
 def test_the_check_never_gives_the_gold_answer_away(retried):
     for p in examples(retried):
         text = check_text(p)
-        assert text == observation(feedback(math_equal(p.first_attempt, p.answer).reason, p.answer))
+        assert text == observation(feedback(math_equal(p.first_attempt, p.answer).reason, p.answer, p.first_attempt))
         assert text.startswith("\nCheck: ") and text.endswith("Try again.\nSolution:")
         numbers = re.findall(r"-?\d+(?:[./]\d+)?", text)
         assert plain_number(p.answer) not in {plain_number(n) for n in numbers}, text
@@ -87,7 +87,7 @@ def test_sft_sequence_is_the_episode_as_the_rollout_builds_it_and_learns_only_th
         seq = worked_sequence(p, tokenizer)
         reason = math_equal(p.first_attempt, p.answer).reason
         unlearned = (tokenizer(p.prompt)["input_ids"] + tokenizer(p.first_attempt)["input_ids"] + [eos]
-                     + encode_result(tokenizer, observation(feedback(reason, p.answer))))
+                     + encode_result(tokenizer, observation(feedback(reason, p.answer, p.first_attempt))))
         solution = tokenizer(p.solution)["input_ids"] + [eos]
         assert seq.ids == unlearned + solution
         assert seq.loss_mask == [0] * len(unlearned) + [1] * len(solution)

@@ -1,7 +1,8 @@
 """Check and retry: the student checks the answer at the back of the book and, when it is wrong, tries again.
 
 After each attempt (a turn ending at end-of-text) the verifier grades the final answer. Right: the episode ends
-with reward 1 for that turn. Wrong: the model reads the verifier's reason, with the gold answer taken out of it
+with reward 1 for that turn. Wrong: the model reads the verifier's reason, with the gold answer taken out of it,
+and the first arithmetic step of the attempt that is false, as a teacher marks the line where it went wrong
 (`feedback`), and answers again, up to `max_attempts`. With `env.discount` < 1 a later success is worth less
 than a first one (rlpractice/environments/base.py `episode_reward`), so practice still pays for getting it right
 the first time.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from fractions import Fraction
 
 from rlpractice.environments.base import Step
 from rlpractice.grading.extract import plain_number
@@ -25,18 +27,39 @@ def observation(feedback: str) -> str:
     return f"\nCheck: {feedback}. Try again.\nSolution:"
 
 
-def feedback(reason: str, answer: str) -> str:
+def feedback(reason: str, answer: str, attempt: str = "") -> str:
     """The verifier's `reason` for a wrong answer, never giving the gold `answer` away: each mention of it reads
     'the answer' ('8 != 7' -> '8 != the answer'); a reason that still holds the gold's value in another form
-    ('0.5' for '1/2') becomes GENERIC. A verifier failure ('error: ...', 'timeout ...') becomes GENERIC too."""
-    if is_failure(reason):
-        return GENERIC
-    text = re.sub(rf"(?<![\w.]){re.escape(answer.strip())}(?![\w.]|/\d)", "the answer", reason) if answer.strip() \
-        else reason
+    ('0.5' for '1/2') becomes GENERIC. A verifier failure ('error: ...', 'timeout ...') becomes GENERIC too. Then
+    the attempt's first false step, unless it holds the gold's value: '8 != the answer; 3 + 4 = 8 is wrong'."""
+    text = GENERIC
+    if not is_failure(reason):
+        text = re.sub(rf"(?<![\w.]){re.escape(answer.strip())}(?![\w.]|/\d)", "the answer", reason) \
+            if answer.strip() else reason
+        text = GENERIC if gives_away(text, answer) else text.strip().rstrip(".") or GENERIC
+    step = wrong_step(attempt)
+    return f"{text}; {step} is wrong" if step and not gives_away(step, answer) else text
+
+
+def gives_away(text: str, answer: str) -> bool:
+    """Whether `text` holds a number equal to the gold answer's value."""
     gold = plain_number(answer)
-    if gold is not None and any(plain_number(n) == gold for n in re.findall(r"-?\d+(?:[./]\d+)?", text)):
-        return GENERIC
-    return text.strip().rstrip(".") or GENERIC
+    return gold is not None and any(plain_number(n) == gold for n in re.findall(r"-?\d+(?:[./]\d+)?", text))
+
+
+# whole numbers on both sides and no fraction bar touching them: '26 - 16 = 10', not '3/8 + 2/8 = 5/8'
+_STEP = re.compile(r"(?<![\d/])(\d+) ([-+*/]) (\d+) = (\d+)(?![\d/])")
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+        "/": lambda a, b: Fraction(a, b) if b else None}
+
+
+def wrong_step(attempt: str) -> str | None:
+    """The first whole-number step 'a op b = c' of `attempt` that is false ('26 - 16 = 16'), or None."""
+    for m in _STEP.finditer(attempt):
+        a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+        if _OPS[op](a, b) != c:
+            return m[0]
+    return None
 
 
 class CheckAndRetry:
@@ -58,4 +81,4 @@ class CheckAndRetry:
         info = {"reason": grade.reason, "attempts": 1}
         if grade.reward >= 1.0 or self.attempts >= self.max_attempts:
             return Step(reward=grade.reward, done=True, info=info)
-        return Step(observation(feedback(grade.reason, self.problem.answer)), reward=grade.reward, info=info)
+        return Step(observation(feedback(grade.reason, self.problem.answer, turn)), reward=grade.reward, info=info)

@@ -60,4 +60,5 @@ def with_retries(book: Textbook, share: float, seed: int) -> Textbook:
 def check_text(problem: Problem) -> str:
     """What the retry environment appends after `problem.first_attempt` (and its end-of-text): the math
     verifier's reason, without the gold answer, and a fresh 'Solution:'."""
-    return observation(feedback(math_equal(problem.first_attempt, problem.answer).reason, problem.answer))
+    return observation(feedback(math_equal(problem.first_attempt, problem.answer).reason, problem.answer,
+                                problem.first_attempt))
