@@ -39,7 +39,9 @@ def main() -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     keys = ("sft_pass_at_1", "rl_pass_at_1", "sft_pass_at_1_no_tools", "rl_pass_at_1_no_tools", "rl_steps",
             "wall_seconds", "sft_tools/calls_per_completion", "rl_tools/calls_per_completion",
-            "rl_tools/correct_with_tool")
+            "rl_tools/correct_with_tool",
+            *(f"{stage}_{k}" for stage in ("sft", "rl") for k in ("first_attempt_pass@1", "success_within_2_attempts",
+                                                                  "independent_pass@2", "env/recovery_rate")))
     result = {**meta(), "experiment": args.experiment, "overrides": args.overrides,
               **{k: summary[k] for k in keys if k in summary}}
     out = Path(args.out or ROOT / "runs" / "bench" / f"experiment_{args.experiment}.json")

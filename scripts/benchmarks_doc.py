@@ -340,6 +340,11 @@ def experiment(r: dict) -> Table:
         head += ["tools off: after SFT", "after RL", "correct answers that used a tool"]
         row += [f"{r['sft_pass_at_1_no_tools']:.3f}", f"{r['rl_pass_at_1_no_tools']:.3f}",
                 f"{r.get('rl_tools/correct_with_tool', 0):.0%}"]
+    if "rl_success_within_2_attempts" in r:  # an environment with attempts: retrying vs sampling again
+        head += ["after RL: right within 2 attempts", "2 independent samples (pass@2)", "after SFT: within 2",
+                 "pass@2"]
+        row += [f"**{r['rl_success_within_2_attempts']:.3f}**", f"{r['rl_independent_pass@2']:.3f}",
+                f"{r['sft_success_within_2_attempts']:.3f}", f"{r['sft_independent_pass@2']:.3f}"]
     return head, [row]
 
 

@@ -50,7 +50,7 @@ def test_first_attempts_are_graded_wrong_and_corrected_solutions_right_and_show_
         assert math_equal(p.solution, p.answer).reward == 1.0, p
         assert p.solution == format_solution(list(p.steps), p.answer) and " = " in p.solution  # never a leap
     leaps = [p for p in ex if p.first_attempt.startswith(" Answer:")]
-    assert 0.3 < len(leaps) / len(ex) < 0.7  # the rest are slips in shown steps
+    assert 0.15 < len(leaps) / len(ex) < 0.35  # the rest are slips in shown steps (KIND_WEIGHTS)
     assert {p.level for p in ex} == {1, 2, 3, 4}
     assert any("/" in p.answer for p in ex)  # fractions too, wrong in value (the verifier said so above)
 

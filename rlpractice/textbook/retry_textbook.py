@@ -24,7 +24,9 @@ from rlpractice.textbook.preferences import slipped, wrong_number
 from rlpractice.textbook.problems import Problem, Textbook, format_solution
 from rlpractice.verifiers.math import math_equal
 
-KINDS = ("leap", "slip")  # drawn uniformly
+KINDS = ("leap", "slip")
+# mostly slips: practice soon teaches the model to show its steps, and then its mistakes are slips in them
+KIND_WEIGHTS = (1, 3)
 
 
 def wrong_attempt(steps: list[str], answer: str, kind: str, r: random.Random) -> str:
@@ -41,7 +43,7 @@ def retry_example(problem: Problem, r: random.Random) -> Problem | None:
     the environment never gives)."""
     if not problem.steps:
         return None
-    attempt = wrong_attempt(list(problem.steps), problem.answer, r.choice(KINDS), r)
+    attempt = wrong_attempt(list(problem.steps), problem.answer, r.choices(KINDS, KIND_WEIGHTS)[0], r)
     solution = format_solution(list(problem.steps), problem.answer)
     if math_equal(attempt, problem.answer).reward != 0.0 or math_equal(solution, problem.answer).reward != 1.0:
         return None
