@@ -93,7 +93,7 @@ def retry_metrics(groups: list[Group], n: int, ks: list[int]) -> dict:
     out = episode_metrics(samples)
     out["first_attempt_pass@1"] = mean_pass_at_k(first, n, 1)
     for k in sorted({*range(2, attempts + 1), *ks}):
-        if k <= max(attempts, 1):
+        if 2 <= k <= attempts:  # within 1 attempt is first_attempt_pass@1
             out[f"success_within_{k}_attempts"] = float(np.mean([attempts_solved(s, k) for s in samples]))
         if k <= n:
             out[f"independent_pass@{k}"] = mean_pass_at_k(first, n, k)

@@ -38,11 +38,13 @@ def main() -> None:
 
     from rlpractice import config_schema  # noqa: F401 - registers the schema conf/ names
     from rlpractice.environments.settings import episode_settings
+    from rlpractice.hardware import resolve
     from rlpractice.rollout.samplers import Samplers
     from rlpractice.textbook.math_textbook import build_textbook
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=math_retry"])
+    resolve(cfg)  # the engines' layout and dtype as a run on this machine picks them, recorded below
     episodes = episode_settings(cfg)
     problems = build_textbook(1, 0, 1, 1, args.prompts).heldout
     samplers = Samplers(args.checkpoint, cfg.sampler, cfg.cluster, cfg.seed)
