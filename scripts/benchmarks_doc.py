@@ -324,6 +324,14 @@ def tools(r: dict) -> Table:
               f"{r['tool_calls_per_completion']:.1f}"]])
 
 
+def episodes(r: dict) -> Table:
+    return (["episodes / plain sampling (sampled tokens/s)", "plain (tokens/s)", "episodes (sampled tokens/s)",
+             "turns per episode", "observation ids"],
+            [[ratio(r["ratio_sampled_tokens_per_s"]), f"{r['plain_tokens_per_s']:,.0f}",
+              f"{r['episodes_sampled_tokens_per_s']:,.0f}", f"{r['turns_per_episode']:.2f}",
+              f"{r['observation_id_share']:.0%}"]])
+
+
 def learner_ranks(r: dict) -> Table:
     return (["ranks / one process (step time)", "one process", f"{r['ranks']} ranks", "gather full weights",
              "largest weight gap after a step", "batch"],
@@ -395,6 +403,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], Table], Callable[[dict], list[st
                             "problem)", experiment, None),
     "bench_tools.py": ("Tool rollouts (calculator, stop-run-continue in the engines) vs plain sampling, same engines, "
                        "prompts and number of generated tokens", tools, None),
+    "bench_episodes.py": ("Check-and-retry episodes (grade, answer back, continue in the engines) vs plain "
+                          "sampling, same engines and problems", episodes, None),
 }
 
 
