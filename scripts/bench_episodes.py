@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_meta import meta  # scripts/ is on sys.path when a script runs
+from bench_meta import alternate, median_rate, meta  # scripts/ is on sys.path when a script runs
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,24 +61,17 @@ def main() -> None:
         return {"seconds": seconds, "ids": ids, "sampled": sampled, "turns": turns}
 
     try:
-        run(False), run(True)  # warm-up: compiled graphs, the prefix cache's first blocks, the grading workers
-        plain, retry = [], []
-        for _ in range(args.repeats):
-            plain.append(run(False))
-            retry.append(run(True))
+        plain, retry = alternate(run, args.repeats)
     finally:
         samplers.shutdown()
         ray.shutdown()
 
-    def median(rows: list[dict], key: str) -> float:
-        return statistics.median(r[key] / r["seconds"] for r in rows)
-
     completions = args.prompts * args.n
     result = {
         **meta(),
-        "ratio_sampled_tokens_per_s": median(retry, "sampled") / median(plain, "sampled"),
-        "plain_tokens_per_s": median(plain, "sampled"),
-        "episodes_sampled_tokens_per_s": median(retry, "sampled"),
+        "ratio_sampled_tokens_per_s": median_rate(retry, "sampled") / median_rate(plain, "sampled"),
+        "plain_tokens_per_s": median_rate(plain, "sampled"),
+        "episodes_sampled_tokens_per_s": median_rate(retry, "sampled"),
         "turns_per_episode": statistics.median(r["turns"] for r in retry) / completions,
         "observation_id_share": 1 - statistics.median(r["sampled"] / r["ids"] for r in retry),
         "settings": {"prompts": args.prompts, "samples_per_prompt": args.n, "repeats": args.repeats,

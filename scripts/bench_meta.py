@@ -67,3 +67,21 @@ def build(size: str):
 def meta() -> dict:
     """The fields benchmarks_doc.py reads besides the figures; put first in a result."""
     return {"script": Path(sys.argv[0]).name, "commit": commit(), "machine": machine(), "command": command()}
+
+
+def alternate(run, repeats: int) -> tuple[list[dict], list[dict]]:
+    """`run(False)` and `run(True)` in turn, `repeats` times each, after one warm-up each (compiled graphs, the
+    prefix cache's first blocks, worker processes): the two sides see the same machine state."""
+    run(False), run(True)
+    plain, other = [], []
+    for _ in range(repeats):
+        plain.append(run(False))
+        other.append(run(True))
+    return plain, other
+
+
+def median_rate(rows: list[dict], key: str) -> float:
+    """The median over runs of `key` per second (each row has its `seconds`)."""
+    import statistics
+
+    return statistics.median(r[key] / r["seconds"] for r in rows)

@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_meta import meta  # scripts/ is on sys.path when a script runs
+from bench_meta import alternate, median_rate, meta  # scripts/ is on sys.path when a script runs
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,26 +63,19 @@ def main() -> None:
         return {"seconds": seconds, "ids": ids, "sampled": sampled, "calls": calls}
 
     try:
-        run(False), run(True)  # warm-up: compiled graphs, the prefix cache's first blocks
-        plain, tool = [], []
-        for _ in range(args.repeats):
-            plain.append(run(False))
-            tool.append(run(True))
+        plain, tool = alternate(run, args.repeats)
     finally:
         samplers.shutdown()
         ray.shutdown()
 
-    def median(rows: list[dict], key: str) -> float:
-        return statistics.median(r[key] / r["seconds"] for r in rows)
-
     completions = args.prompts * args.n
     result = {
         **meta(),
-        "ratio_sampled_tokens_per_s": median(tool, "sampled") / median(plain, "sampled"),
-        "ratio_completion_ids_per_s": median(tool, "ids") / median(plain, "ids"),
-        "plain_tokens_per_s": median(plain, "sampled"),
-        "tools_sampled_tokens_per_s": median(tool, "sampled"),
-        "tools_completion_ids_per_s": median(tool, "ids"),
+        "ratio_sampled_tokens_per_s": median_rate(tool, "sampled") / median_rate(plain, "sampled"),
+        "ratio_completion_ids_per_s": median_rate(tool, "ids") / median_rate(plain, "ids"),
+        "plain_tokens_per_s": median_rate(plain, "sampled"),
+        "tools_sampled_tokens_per_s": median_rate(tool, "sampled"),
+        "tools_completion_ids_per_s": median_rate(tool, "ids"),
         "tool_calls_per_completion": statistics.median(r["calls"] for r in tool) / completions,
         "tool_id_share": 1 - statistics.median(r["sampled"] / r["ids"] for r in tool),
         "settings": {"prompts": args.prompts, "samples_per_prompt": args.n, "tokens": args.tokens,
