@@ -79,7 +79,7 @@ def main() -> None:
         "tool_calls_per_completion": statistics.median(r["calls"] for r in tool) / completions,
         "tool_id_share": 1 - statistics.median(r["sampled"] / r["ids"] for r in tool),
         "settings": {"prompts": args.prompts, "samples_per_prompt": args.n, "tokens": args.tokens,
-                     "repeats": args.repeats, "tools": tools["names"], "max_calls": tools["max_calls"],
+                     "repeats": args.repeats, "tools": tools.names, "max_calls": tools.max_calls,
                      "engines": cfg.sampler.num_samplers, "checkpoint": args.checkpoint},
         "runs": {"plain": plain, "tools": tool},
     }
