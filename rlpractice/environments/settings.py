@@ -38,9 +38,8 @@ class EpisodeSettings:
         return self.env.step_timeout_s if self.env else 10.0
 
 
-def episode_settings(cfg, tools: bool = True) -> EpisodeSettings | None:
-    """The run's episodes: its environment (`env.name`), else its tools (unless `tools=False`: the no-tools
-    evaluation), else None (one completion per sample)."""
+def episode_settings(cfg) -> EpisodeSettings | None:
+    """The run's episodes: its environment (`env.name`), else its tools, else None (one completion per sample)."""
     env = cfg.get("env")
     if env is not None and env.name:
         if tool_settings(cfg) is not None:
@@ -48,7 +47,7 @@ def episode_settings(cfg, tools: bool = True) -> EpisodeSettings | None:
                             "and tools in the same episodes are not supported")
         return EpisodeSettings(env=OmegaConf.to_object(env),
                                verifier=OmegaConf.to_container(cfg.verifier, resolve=True))
-    settings = tool_settings(cfg) if tools else None
+    settings = tool_settings(cfg)
     return EpisodeSettings(tools=settings) if settings is not None else None
 
 
@@ -56,7 +55,7 @@ class EnvironmentMaker:
     """Makes one environment per episode for `settings`; what they share is made once, here."""
 
     def __init__(self, settings: EpisodeSettings):
-        self.settings, self.closers = settings, []
+        self.closers: list[Callable[[], None]] = []
         self.make = self._maker(settings)
 
     def __call__(self) -> Environment:
@@ -83,8 +82,7 @@ class EnvironmentMaker:
         from rlpractice.environments.isolated import environment_factory
 
         factory = environment_factory(s.env.name, s.env.plugins, s.env.step_timeout_s)
-        if hasattr(factory, "close"):
-            self.closers.append(factory.close)
+        self.closers.append(factory.close)
         return factory
 
     def close(self) -> None:

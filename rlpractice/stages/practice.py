@@ -17,7 +17,7 @@ import time
 from omegaconf import DictConfig
 
 from rlpractice.algorithm.dynamic_sampling import filtered_fraction, informative
-from rlpractice.environments.settings import episode_settings
+from rlpractice.environments.settings import EpisodeSettings
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.batch import Batch
 from rlpractice.rollout.samplers import Samplers, sample_groups
@@ -73,13 +73,14 @@ class PracticeOrder:
         self.stats = {q: list(v) for q, v in state.get("stats", {}).items()}
 
 
-def draw_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg: DictConfig, logprobs: bool) -> Batch:
+def draw_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg: DictConfig, logprobs: bool,
+               episodes: EpisodeSettings | None = None) -> Batch:
     """rl.prompts_per_step problems from `order`, each with a graded group of rl.samples_per_prompt samples (with
-    `logprobs`, the engines' log-probs; with the run's tools or environment). With algo.dynamic_sampling (DAPO),
-    groups with no reward variance are dropped and more problems drawn to refill the batch, for at most
-    algo.max_sampling_rounds rounds; if none at all was informative, the last round is kept (zero advantages)."""
-    prompts, n, dynamic_sampling, episodes = cfg.rl.prompts_per_step, cfg.rl.samples_per_prompt, \
-        cfg.algo.dynamic_sampling, episode_settings(cfg)
+    `logprobs`, the engines' log-probs; as `episodes` with the run's tools or environment). With
+    algo.dynamic_sampling (DAPO), groups with no reward variance are dropped and more problems drawn to refill the
+    batch, for at most algo.max_sampling_rounds rounds; if none at all was informative, the last round is kept (zero
+    advantages)."""
+    prompts, n, dynamic_sampling = cfg.rl.prompts_per_step, cfg.rl.samples_per_prompt, cfg.algo.dynamic_sampling
     start, groups, grade_s, seen = time.time(), [], 0.0, 0
     for _ in range(cfg.algo.max_sampling_rounds if dynamic_sampling else 1):
         drawn, secs = sample_groups(samplers, pool, order.take(prompts - len(groups)), n, logprobs, episodes)

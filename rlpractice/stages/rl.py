@@ -182,7 +182,7 @@ class RLStage:
         """Step `step`'s batch, drawn from the practice order (a batch sampled ahead is drawn again after a resume)."""
         rl, algo = self.cfg.rl, self.cfg.algo
         logprobs = wants_sampler_logprobs(step, rl, correcting=algo.get("sampler_is") is True)
-        batch = draw_batch(self.engines, self.pool, self.order, self.cfg, logprobs)
+        batch = draw_batch(self.engines, self.pool, self.order, self.cfg, logprobs, self.episodes)
         batch.curriculum = curriculum_metrics(self.order) if rl.curriculum else {}
         return batch
 
