@@ -95,6 +95,9 @@ class LearnerConfig:
     # Forwards in bf16 autocast (weights, gradients, optimizer and log-probs stay fp32). auto: on CUDA only; true
     # also on a CPU with avx512_bf16 / AMX (faster there, at some pass@1).
     bf16: Literal["auto", True, False] = MISSING
+    # Pretraining's and SFT's forwards in bf16 autocast. auto: where the learner's device computes bf16 natively
+    # (a GPU, a CPU with avx512_bf16 / AMX): faster there, and emulated bf16 elsewhere is slower than fp32.
+    lm_bf16: Literal["auto", True, False] = "auto"
     # RL: a group's shared prompt runs once per micro-batch and its samples attend to its KV cache (the same
     # update, less compute); false: every sample recomputes its prompt.
     share_prompts: bool = MISSING
@@ -400,6 +403,8 @@ class EnvConfig:
     # corrected attempt is credited without crediting the mistake, and each turn weighs as a whole completion)
     credit: Literal["episode", "turn"] = "episode"
     max_attempts: Positive = 2  # retry: attempts per problem (feedback after each wrong one)
+    # retry: a wrong attempt that repeats an answer the checker already marked wrong earns minus this (turn reward)
+    repeat_penalty: NonNegative = 0.0
     # retry: share of the built-in textbook's worked problems that show a wrong attempt, the check's answer and
     # a corrected one, so SFT teaches the format (the wrong attempt and the check are not learned)
     textbook_retries: Share = 0.0

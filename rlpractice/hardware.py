@@ -1,9 +1,10 @@
 """What this machine has, and the settings whose best value depends on it.
 
 Knobs set to `auto` in conf/ are resolved here, once, at the start of a run: the engines' dtype, how many engines
-and cores each, the local Ray instance's CPUs, the learner's threads and its CPU linear-layer path. An explicit
-value always wins. `resolve` says what it chose and why in one line, and writes the choices into the config, so
-the run's recorded configuration (W&B, `resolved_config.yaml`) holds real values.
+and cores each, the local Ray instance's CPUs, the learner's threads, its CPU linear-layer path, the precision
+of pretraining and SFT, and whether RL corrects for the engines' precision. An explicit value always wins.
+`resolve` says what it chose and why in one line, and writes the choices into the config, so the run's recorded
+configuration (W&B, `resolved_config.yaml`) holds real values.
 
 The rules are pure functions of a `Machine`, so tests can force any machine (with or without native bf16, 1, 2 or
 4 cores) whatever CPU they run on. Imports neither torch nor vLLM: benchmark scripts probe before either loads.
@@ -108,6 +109,13 @@ def sampler_is(engine_dtype: str, learner_bf16: bool) -> bool:
     return precision(engine_dtype) != ("bfloat16" if learner_bf16 else "float32")
 
 
+def lm_bf16(machine: Machine, learner_on_cuda: bool) -> bool:
+    """learner.lm_bf16: pretraining and SFT in bf16 autocast where the learner's device computes bf16 natively
+    (a GPU, or a CPU with avx512_bf16 / AMX; fp32 weights and optimizer either way). Emulated bf16 is slower than
+    fp32, and RL keeps its own setting (learner.bf16)."""
+    return learner_on_cuda or machine.native_bf16
+
+
 def cpu_linear(onednn_available: bool) -> str:
     """The fp32 CPU learner's linear layers: oneDNN where torch has it (same arithmetic, faster than the BLAS a
     matmul calls on the default model's small shapes), else aten's."""
@@ -173,6 +181,11 @@ def resolve(cfg: DictConfig, machine: Machine | None = None, onednn: bool | None
                 onednn = onednn_available()
             cfg.learner.cpu_linear = cpu_linear(onednn)
             chosen.append(f"{cfg.learner.cpu_linear} linear layers")
+        if _auto(cfg.learner, "lm_bf16"):
+            from rlpractice.learner.device import learner_on_cuda
+
+            cfg.learner.lm_bf16 = lm_bf16(machine, learner_on_cuda(cfg.learner))
+            chosen.append(f"pretrain/SFT in {'bf16 autocast' if cfg.learner.lm_bf16 else 'fp32'}")
         if _auto(cfg.algo, "sampler_is") and cfg.algo.name != "rft":  # RFT takes no ratio
             from rlpractice.learner.device import learner_bf16
 

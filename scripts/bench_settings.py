@@ -10,7 +10,8 @@ candidate setting, all in this one invocation, one after the other on an otherwi
                   avx512_bf16/amx_bf16 removed, or avx512_bf16 added): the other machine kind's choice, timed here
   and the grid    engines {bfloat16, float32} x {one engine per core, one engine on all cores}, with the
                   importance correction (algo.sampler_is) on for bf16 engines as auto would set it; plus the
-                  auto setting with the learner's linear layers through aten instead of oneDNN.
+                  auto setting with the learner's linear layers through aten instead of oneDNN, and without the
+                  correction (its cost: the engines' log-probs every step).
 Each run takes --steps RL steps (the first warms the engines up and is not counted) with no evaluation in between;
 the figure is the median step time (sample + grade + learn + sync, as the trainer logs `time/step`). Prints a
 table, the fastest candidate, and auto's step over the fastest (the target is <= 1.15x). Writes the JSON result
@@ -63,7 +64,8 @@ def candidates(machine: hardware.Machine) -> dict[str, dict]:
                 **auto, "sampler.engine.dtype": dtype, "sampler.num_samplers": engines,
                 "sampler.num_cpus_per_sampler": per, "algo.sampler_is": dtype == "bfloat16"}
     return {"auto": auto, "other CPU kind": resolved(other_kind(machine)), **grid,
-            "auto, aten linears": {**auto, "learner.cpu_linear": "aten"}}
+            "auto, aten linears": {**auto, "learner.cpu_linear": "aten"},
+            "auto, no correction": {**auto, "algo.sampler_is": False}}
 
 
 def median_step(run_dir: Path) -> dict:

@@ -65,6 +65,21 @@ def test_check_and_retry_answers_a_wrong_attempt_and_stops_at_the_right_one_or_t
     assert last.done and last.reward == 0.0  # out of attempts: no more feedback
 
 
+def test_repeating_an_answer_marked_wrong_costs_the_repeat_penalty():
+    env = CheckAndRetry(grade_math, max_attempts=4, repeat_penalty=0.5)
+    env.reset(Problem("q", "7"))
+    assert env.step(" 3 + 4 = 8. Answer: 8").reward == 0.0  # a first mistake is only wrong
+    repeat = env.step(" 3 + 4 = 8. Answer: 8")
+    assert repeat.reward == -0.5 and repeat.info["repeated"] == 1 and not repeat.done
+    assert env.step("Answer: 9").reward == 0.0  # wrong, but a new answer
+    assert env.step("Answer: 7").reward == 1.0  # right after all: no penalty, whatever came before
+    env.reset(Problem("q", "7"))  # a new episode forgets the old one's answers
+    assert env.step("Answer: 9").reward == 0.0
+    env = CheckAndRetry(grade_math, max_attempts=3)  # off unless asked
+    env.reset(Problem("q", "7"))
+    assert [env.step("Answer: 8").reward for _ in range(2)] == [0.0, 0.0]
+
+
 def test_check_step_names_what_a_malformed_step_returned():
     assert check_step(Step("x", 1, True)).reward == 1
     for bad, words in [((None, 1.0, True), "returned a tuple"), (Step(3), "observation of type int"),

@@ -42,17 +42,19 @@ def test_engine_layout(cores, layout):
     assert hardware.engine_layout(cores) == layout
 
 
-@pytest.mark.parametrize("flags, cores, engines, dtype, correction", [
+@pytest.mark.parametrize("flags, cores, engines, dtype, bf16_cpu", [
     (ZEN3, 1, 1, "float32", False), (ZEN3, 2, 2, "float32", False), (ZEN3, 4, 4, "float32", False),
     (ZEN4, 1, 1, "bfloat16", True), (ZEN4, 2, 2, "bfloat16", True), (ZEN4, 4, 4, "bfloat16", True),
 ])
-def test_the_default_config_resolves_for_each_machine(flags, cores, engines, dtype, correction):
+def test_the_default_config_resolves_for_each_machine(flags, cores, engines, dtype, bf16_cpu):
     cfg = config()
     line = hardware.resolve(cfg, machine(flags, cores), onednn=True)
     assert (cfg.sampler.num_samplers, cfg.sampler.num_cpus_per_sampler) == (engines, 1)
     assert cfg.sampler.engine.dtype == dtype and cfg.cluster.num_cpus == cores
     assert cfg.learner.threads == cores and cfg.learner.cpu_linear == "onednn"
-    assert cfg.algo.sampler_is is correction  # on exactly when the engines' precision differs from the learner's
+    assert cfg.algo.sampler_is is bf16_cpu  # on exactly when the engines' precision differs from the learner's
+    assert cfg.learner.lm_bf16 is bf16_cpu  # pretraining and SFT in bf16 only where the CPU computes it natively
+    assert cfg.learner.bf16 == "auto"  # RL's forwards stay fp32 on any CPU
     check(cfg)  # the resolved config is a valid one: the engines fit the Ray instance
     assert line.startswith("[hardware] test CPU") and f"engines {engines} x 1 core" in line and dtype in line
     assert ("no native bf16" in line) is (flags == ZEN3)
@@ -61,11 +63,13 @@ def test_the_default_config_resolves_for_each_machine(flags, cores, engines, dty
 
 def test_explicit_values_win_over_the_probe():
     cfg = config("sampler.num_samplers=1", "sampler.engine.dtype=float32", "cluster.num_cpus=3",
-                 "learner.cpu_linear=aten", "learner.threads=1", "algo.sampler_is=true")
+                 "learner.cpu_linear=aten", "learner.threads=1", "algo.sampler_is=true",
+                 "learner.lm_bf16=false")
     hardware.resolve(cfg, machine(ZEN4, 8), onednn=True)
     assert (cfg.sampler.num_samplers, cfg.sampler.num_cpus_per_sampler) == (1, 3)  # the cores left are its width
     assert cfg.sampler.engine.dtype == "float32" and cfg.cluster.num_cpus == 3
     assert (cfg.learner.threads, cfg.learner.cpu_linear, cfg.algo.sampler_is) == (1, "aten", True)
+    assert cfg.learner.lm_bf16 is False
 
 
 def test_learner_ranks_leave_the_engines_the_other_cores():
@@ -80,6 +84,14 @@ def test_no_onednn_means_aten_linears_and_gpu_engines_keep_their_layout():
     hardware.resolve(cfg, machine(ZEN3, 16, cuda=True), onednn=False)
     assert cfg.learner.cpu_linear == "aten"
     assert (cfg.sampler.num_samplers, cfg.sampler.num_gpus_per_sampler, cfg.sampler.engine.dtype) == (1, 1, "bfloat16")
+
+
+def test_a_gpu_learner_pretrains_in_bf16_on_any_cpu():
+    cfg = config("learner.device=cuda")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("torch.cuda.is_available", lambda: True)
+        hardware.resolve(cfg, machine(ZEN3, 2, cuda=True), onednn=True)
+    assert cfg.learner.lm_bf16 is True
 
 
 def test_the_learner_in_bf16_needs_no_correction_beside_bf16_engines():

@@ -5,7 +5,8 @@ with reward 1 for that turn. Wrong: the model reads the verifier's reason, with 
 and the first arithmetic step of the attempt that is false, as a teacher marks the line where it went wrong
 (`feedback`), and answers again, up to `max_attempts`. With `env.discount` < 1 a later success is worth less
 than a first one (rlpractice/environments/base.py `episode_reward`), so practice still pays for getting it right
-the first time.
+the first time. With `env.repeat_penalty` a wrong attempt that gives an answer the checker already marked wrong
+earns minus that: retrying should use the check, not draw again from the same beliefs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from rlpractice.environments.base import Step
-from rlpractice.grading.extract import plain_number
+from rlpractice.grading.extract import extract_answer, plain_number
 from rlpractice.grading.registry import Grade, is_failure
 from rlpractice.textbook.problems import Problem
 
@@ -68,17 +69,23 @@ class CheckAndRetry:
     stop_strings = ()
     gives_reward = True
 
-    def __init__(self, grade: Callable[[str, str, dict], Grade], max_attempts: int = 2):
-        self.grade, self.max_attempts = grade, max_attempts
+    def __init__(self, grade: Callable[[str, str, dict], Grade], max_attempts: int = 2, repeat_penalty: float = 0.0):
+        self.grade, self.max_attempts, self.repeat_penalty = grade, max_attempts, repeat_penalty
 
     def reset(self, problem: Problem) -> None:
-        self.problem, self.attempts = problem, 0
+        self.problem, self.attempts, self.marked_wrong = problem, 0, set()
         return None
 
     def step(self, turn: str) -> Step:
         self.attempts += 1
         grade = self.grade(turn, self.problem.answer, self.problem.columns)
         info = {"reason": grade.reason, "attempts": 1}
+        reward, answer = grade.reward, extract_answer(turn)
+        if reward < 1.0 and answer is not None:
+            if answer in self.marked_wrong:  # the checker already said this one is wrong: the feedback went unused
+                reward -= self.repeat_penalty
+                info["repeated"] = 1
+            self.marked_wrong.add(answer)
         if grade.reward >= 1.0 or self.attempts >= self.max_attempts:
-            return Step(reward=grade.reward, done=True, info=info)
-        return Step(observation(feedback(grade.reason, self.problem.answer, turn)), reward=grade.reward, info=info)
+            return Step(reward=reward, done=True, info=info)
+        return Step(observation(feedback(grade.reason, self.problem.answer, turn)), reward=reward, info=info)

@@ -78,7 +78,7 @@ class EnvironmentMaker:
                 with lock:
                     return pool.grade([text], [answer], [columns])[0]
 
-            return lambda: CheckAndRetry(grade, s.env.max_attempts)
+            return lambda: CheckAndRetry(grade, s.env.max_attempts, s.env.repeat_penalty)
         from rlpractice.environments.isolated import environment_factory
 
         factory = environment_factory(s.env.name, s.env.plugins, s.env.step_timeout_s)

@@ -44,12 +44,22 @@ def use_bf16(setting: str | bool, device: torch.device) -> bool:
     return bool(setting)
 
 
-def learner_bf16(learner: DictConfig) -> bool:
-    """`learner.bf16` resolved for the device the learning runs on (the ranks': GPU ones when they are given GPUs)."""
+def learner_on_cuda(learner: DictConfig) -> bool:
+    """Whether the learning runs on a GPU (the ranks': when they are given GPUs)."""
     if learner.num_workers == 1:
-        return use_bf16(learner.bf16, pick_device(learner.device))
-    on_gpu = learner.device.startswith("cuda") or (learner.device == "auto" and learner.num_gpus_per_worker > 0)
-    return use_bf16(learner.bf16, torch.device("cuda" if on_gpu else "cpu"))
+        return pick_device(learner.device).type == "cuda"
+    return learner.device.startswith("cuda") or (learner.device == "auto" and learner.num_gpus_per_worker > 0)
+
+
+def learner_bf16(learner: DictConfig) -> bool:
+    """`learner.bf16` (RL's forwards) resolved for the device the learning runs on."""
+    return use_bf16(learner.bf16, torch.device("cuda" if learner_on_cuda(learner) else "cpu"))
+
+
+def lm_bf16(learner: DictConfig) -> bool:
+    """`learner.lm_bf16` (pretraining's and SFT's forwards); `auto` left unresolved (no hardware probe ran) follows
+    learner.bf16."""
+    return learner_bf16(learner) if learner.get("lm_bf16", "auto") == "auto" else bool(learner.lm_bf16)
 
 
 def autocast(device: torch.device | str, bf16: bool):

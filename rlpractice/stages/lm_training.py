@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from rlpractice.checkpoint import latest_state, load_state, save_state
-from rlpractice.learner.device import learner_bf16
+from rlpractice.learner.device import lm_bf16
 from rlpractice.learner.forward import Sequence
 from rlpractice.learner.ranks import make_learner
 
@@ -48,7 +48,7 @@ def train_lm(stage: str, cfg: DictConfig, model, tokenizer, data: list[Sequence]
              resume_from: Path | None):
     """Next-token steps on `data` where the run's learner section says the policy learns (`train_steps`; `model`
     already holds the weights of `resume_from`). Returns the trained model."""
-    s, bf16, learner = cfg[stage], learner_bf16(cfg.learner), make_learner(model, cfg.learner, cfg.cluster)
+    s, bf16, learner = cfg[stage], lm_bf16(cfg.learner), make_learner(model, cfg.learner, cfg.cluster)
 
     def step(rng: random.Random, n: int) -> dict:
         batch = rng.sample(data, min(s.batch_size, len(data)))
