@@ -99,10 +99,6 @@ class Episode:
     requests: int = 0  # requests made so far (request ids must be unique)
     turn_start: int = 0  # where the text after the last observation starts, in `ids`
 
-    @property
-    def observation_tokens(self) -> int:
-        return sum(self.observation_mask)
-
     def grade(self, discount: float) -> Grade | None:
         """The episode's reward when its environment gives one (else None: the verifier grades its text)."""
         if self.failure is not None:

@@ -19,6 +19,7 @@ from rlpractice.environments.base import Step
 from rlpractice.grading.extract import extract_answer, plain_number
 from rlpractice.grading.registry import Grade, is_failure
 from rlpractice.textbook.problems import Problem
+from rlpractice.textbook.tool_textbook import ARITHMETIC_STEP
 
 GENERIC = "that is not the answer"  # said when the verifier's reason cannot be told without the gold answer
 
@@ -48,15 +49,13 @@ def gives_away(text: str, answer: str) -> bool:
     return gold is not None and any(plain_number(n) == gold for n in re.findall(r"-?\d+(?:[./]\d+)?", text))
 
 
-# whole numbers on both sides and no fraction bar touching them: '26 - 16 = 10', not '3/8 + 2/8 = 5/8'
-_STEP = re.compile(r"(?<![\d/])(\d+) ([-+*/]) (\d+) = (\d+)(?![\d/])")
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
         "/": lambda a, b: Fraction(a, b) if b else None}
 
 
 def wrong_step(attempt: str) -> str | None:
     """The first whole-number step 'a op b = c' of `attempt` that is false ('26 - 16 = 16'), or None."""
-    for m in _STEP.finditer(attempt):
+    for m in ARITHMETIC_STEP.finditer(attempt):
         a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
         if _OPS[op](a, b) != c:
             return m[0]

@@ -25,8 +25,6 @@ from rlpractice.errors import UserError
 from rlpractice.grading.grade import Grade
 from rlpractice.plugins import load_object
 
-CONVENTIONS = ("trl:", "verl:")
-
 
 def foreign_verifier(name: str) -> Callable:
     """The verifier function `name` = 'trl:<ref>' or 'verl:<ref>' names, <ref> being 'file.py:fn' or 'module:fn',
@@ -50,7 +48,7 @@ class TRLReward:
     def __call__(self, completion: str, answer: str, prompt: str = "", **columns) -> float | None:
         # TRL's own arguments win over a column of the same name; the gold answer over an `answer` column
         kwargs = {k: [v] for k, v in columns.items() if k not in ("prompts", "completions")}
-        result = _awaited(self.fn(prompts=[prompt], completions=[completion], **{**kwargs, "answer": [answer]}))
+        result = awaited(self.fn(prompts=[prompt], completions=[completion], **{**kwargs, "answer": [answer]}))
         if hasattr(result, "tolist") and not isinstance(result, str):  # a numpy array or torch tensor
             result = result.tolist()
         if not isinstance(result, list | tuple) or len(result) != 1:
@@ -72,7 +70,7 @@ class VerlScore:
 
     def __call__(self, completion: str, answer: str, **columns) -> Grade:
         extra_info = columns["extra_info"] if "extra_info" in columns else dict(columns)
-        result = _awaited(self.fn(data_source=columns.get("data_source", ""), solution_str=completion,
+        result = awaited(self.fn(data_source=columns.get("data_source", ""), solution_str=completion,
                                   ground_truth=answer, extra_info=extra_info))  # by keyword, as verl calls it
         others = {}
         if isinstance(result, dict):
@@ -87,7 +85,7 @@ class VerlScore:
         return Grade(float(result), f"score {float(result):g}" + (f" ({shown})"[:200] if shown else ""))
 
 
-def _awaited(result):
+def awaited(result):
     """An async reward function's result, awaited here (one answer at a time, in the grading worker)."""
     if inspect.isawaitable(result):
         async def wait():

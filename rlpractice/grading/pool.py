@@ -7,12 +7,11 @@ Answers the verifier's `fast` function can decide (plain numbers) never leave th
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection, wait
 
+from rlpractice.grading.conventions import awaited
 from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier
 
 
@@ -23,16 +22,9 @@ def _call(fn, completion: str, answer: str, columns: dict, prompt: str) -> Grade
     if getattr(fn, "wants_prompt", False):
         columns = {**columns, "prompt": prompt}
     try:
-        result = fn(completion, answer, **columns)
-        if inspect.isawaitable(result):  # an async verifier
-            result = asyncio.run(_awaited(result))
-        return as_grade(result)
+        return as_grade(awaited(fn(completion, answer, **columns)))  # an async verifier's, awaited here
     except BaseException as exc:  # noqa: BLE001 - any failure is this answer's, not the trainer's
         return Grade(0.0, f"error: {type(exc).__name__}: {exc}"[:300])
-
-
-async def _awaited(awaitable):
-    return await awaitable
 
 
 def _worker_main(conn: Connection, weights: dict[str, float], plugins: list[str], memory_limit_mb: int) -> None:

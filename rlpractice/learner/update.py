@@ -67,12 +67,12 @@ class PolicyGradient:
     ahead (`off_policy`), the log-probs the engine reported for the tokens it sampled."""
 
     def __init__(self, learner, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
-                 off_policy: bool = False, share_prompts: bool = True, bf16: bool = False,
-                 turn_discount: float | None = None):
+                 off_policy: bool = False, forward: dict | None = None, turn_discount: float | None = None):
         """`learner`: where the policy learns (learner/local.py, ranks.py); `ref_model`: the frozen reference
-        policy, for the KL term (`loss.kl_coef`)."""
+        policy, for the KL term (`loss.kl_coef`); `forward`: the learner forward's `share_prompts` (default true)
+        and `bf16` (default false)."""
         self.learner, self.algo, self.loss, self.ref_model, self.off_policy = learner, algo, loss, ref_model, off_policy
-        self.forward = dict(pad_id=pad_id, share_prompts=share_prompts, bf16=bf16)
+        self.forward = {"share_prompts": True, "bf16": False, **(forward or {}), "pad_id": pad_id}
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
         self.turn_discount = turn_discount  # per-turn credit for episodes (env.credit=turn): their discount
 
@@ -161,5 +161,5 @@ def make_update(cfg: DictConfig, learner, pad_id: int, ref_model, bf16: bool):
         return RejectionSampling(learner, algo, pad_id, bf16)
     loss = LossSettings.from_config(algo, cfg.sampler.max_new_tokens)
     return PolicyGradient(learner, algo, loss, pad_id, ref_model, off_policy=cfg.rl.max_staleness > 0,
-                          share_prompts=cfg.learner.share_prompts, bf16=bf16,
+                          forward={"share_prompts": cfg.learner.share_prompts, "bf16": bf16},
                           turn_discount=cfg.env.discount if cfg.env.name and cfg.env.credit == "turn" else None)

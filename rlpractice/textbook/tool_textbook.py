@@ -14,12 +14,12 @@ from dataclasses import replace
 from rlpractice.textbook.problems import Textbook
 
 # whole numbers on both sides and no fraction bar touching them: '26 - 16 = 10', not '3/8 + 2/8 = 5/8'
-_STEP = re.compile(r"(?<![\d/])(\d+) ([-+*/]) (\d+) = (\d+)(?![\d/])")
+ARITHMETIC_STEP = re.compile(r"(?<![\d/])(\d+) ([-+*/]) (\d+) = (\d+)(?![\d/])")
 
 
 def with_calculator_calls(text: str) -> str:
     """'26 - 16 = 10.' -> '26 - 16 = <<26-16>> 10.'"""
-    return _STEP.sub(lambda m: f"{m[1]} {m[2]} {m[3]} = <<{m[1]}{m[2]}{m[3]}>> {m[4]}", text)
+    return ARITHMETIC_STEP.sub(lambda m: f"{m[1]} {m[2]} {m[3]} = <<{m[1]}{m[2]}{m[3]}>> {m[4]}", text)
 
 
 def calculator_textbook(book: Textbook) -> Textbook:
