@@ -76,7 +76,7 @@ def test_cli_unknown_weight_sync_is_one_line_before_anything_starts(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == ("error: config key sampler.weight_sync='carrier_pigeon': "
                                                       "expected filesystem, object_store or cuda_ipc")
-    assert "[data]" not in result.stdout and "pretrain" not in result.stdout  # stopped before the first stage
+    assert "[data]" not in result.stdout and "[pretrain]" not in result.stdout  # stopped before the first stage
     assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "wandb").exists()
 
 
