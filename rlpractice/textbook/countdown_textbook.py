@@ -22,18 +22,10 @@ The question lists the numbers sorted, so one puzzle has one question text, and 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rlpractice.errors import UserError
-from rlpractice.textbook.problems import (
-    ANSWER_MARK,
-    Problem,
-    Textbook,
-    book_text,
-    distinct_problems,
-    format_solution,
-    is_heldout,
-)
+from rlpractice.textbook.problems import Problem, Textbook, build_book, distinct_problems, format_solution, is_heldout
 
 LEVELS = (1, 2, 3)
 MAX_NUMBER = 20  # the given numbers are 1..MAX_NUMBER ...
@@ -195,34 +187,9 @@ def _exposition_paragraph(r: random.Random) -> str:
     return "Times table of " + str(a) + ": " + " ".join(f"{a} * {b} = {a * b}." for b in range(1, 11))
 
 
-def exposition(seed: int, paragraphs: int, worked: list[Problem]) -> list[str]:
-    """Explanations and facts, plus the worked examples printed as a book prints them."""
-    return book_text(_exposition_paragraph, seed, paragraphs, worked)
-
-
-def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Problem]:
-    """A seeded `fraction` of solutions reduced to their final expression (not to the target: the
-    answer key of a countdown book prints how to make the number, not the number itself)."""
-    r = random.Random(seed)
-    out = []
-    for p in problems:
-        if r.random() < fraction:
-            p = replace(p, solution=format_solution([], p.solution.rsplit(ANSWER_MARK, 1)[1].strip()))
-        out.append(p)
-    return out
-
-
 def build_textbook(seed: int, exposition_paragraphs: int, worked: int, practice: int, heldout: int,
                    levels: tuple[int, ...] = LEVELS, answer_only_fraction: float = 0.0) -> Textbook:
-    """All four parts; worked and practice use different seeds, held-out is disjoint by construction."""
-    levels = tuple(levels)
     if not levels or not set(levels) <= set(LEVELS):
         raise UserError(f"config key textbook.levels={list(levels)}: the countdown levels are some of {list(LEVELS)}")
-    worked_p = answer_only(generate(seed * 4 + 1, worked, heldout=False, levels=levels), answer_only_fraction,
-                           seed * 4 + 5)
-    return Textbook(
-        exposition=exposition(seed * 4, exposition_paragraphs, worked_p),
-        worked=worked_p,
-        practice=generate(seed * 4 + 2, practice, heldout=False, levels=levels),
-        heldout=generate(seed * 4 + 3, heldout, heldout=True, levels=levels),
-    )
+    return build_book(make_problem, _exposition_paragraph, seed, exposition_paragraphs, worked, practice, heldout,
+                      levels, answer_only_fraction)

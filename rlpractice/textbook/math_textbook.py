@@ -24,11 +24,10 @@ leak an evaluation question into training: generators for the training parts rej
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from fractions import Fraction
 from math import gcd
 
-from rlpractice.textbook.problems import Problem, Textbook, book_text, distinct_problems, format_solution
+from rlpractice.textbook.problems import Problem, Textbook, build_book, distinct_problems, format_solution
 
 NAMES = ["Xiao Ming", "Xiao Hong", "Li Lei", "Han Meimei", "Anna", "Tom", "Wang Fang", "Sara"]
 ITEMS = ["apples", "oranges", "pencils", "books", "pears", "stickers", "eggs", "cards"]
@@ -207,29 +206,7 @@ def _exposition_paragraph(r: random.Random) -> str:
     return "Times table of " + str(a) + ": " + " ".join(f"{a} * {b} = {a * b}." for b in range(1, 10))
 
 
-def exposition(seed: int, paragraphs: int, worked: list[Problem]) -> list[str]:
-    """Explanations and facts, plus the worked examples printed as a book prints them."""
-    return book_text(_exposition_paragraph, seed, paragraphs, worked)
-
-
-def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Problem]:
-    """The same problems with a seeded `fraction` of their solutions reduced to the final answer (their `steps`
-    stay, for a corrected attempt that shows them: retry_textbook.py)."""
-    r = random.Random(seed)
-    return [replace(p, solution=format_solution([], p.answer)) if r.random() < fraction else p for p in problems]
-
-
 def build_textbook(seed: int, exposition_paragraphs: int, worked: int, practice: int, heldout: int,
                    levels: tuple[int, ...] = LEVELS, answer_only_fraction: float = 0.0) -> Textbook:
-    """All four parts; worked and practice use different seeds, held-out is disjoint by construction."""
-    levels = tuple(levels)
-    worked_p = answer_only(generate(seed * 4 + 1, worked, heldout=False, levels=levels), answer_only_fraction,
-                           seed * 4 + 5)
-    practice_p = generate(seed * 4 + 2, practice, heldout=False, levels=levels)
-    heldout_p = generate(seed * 4 + 3, heldout, heldout=True, levels=levels)
-    return Textbook(
-        exposition=exposition(seed * 4, exposition_paragraphs, worked_p),
-        worked=worked_p,
-        practice=practice_p,
-        heldout=heldout_p,
-    )
+    return build_book(make_problem, _exposition_paragraph, seed, exposition_paragraphs, worked, practice, heldout,
+                      levels, answer_only_fraction)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # The model sees "Question: ...\nSolution:" and writes the steps, then "Answer: <final answer>".
 ANSWER_MARK = "Answer:"
@@ -86,3 +86,25 @@ def book_text(paragraph: Callable[[random.Random], str], seed: int, paragraphs: 
     texts += [format_prompt(p.question) + p.solution for p in worked]
     r.shuffle(texts)
     return texts
+
+
+def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Problem]:
+    """The same problems with a seeded `fraction` of their solutions reduced to their "Answer:" line (their `steps`
+    stay, for a corrected attempt that shows them: retry_textbook.py). A countdown book's answer line is the
+    expression, not the target: its answer key prints how to make the number, not the number itself."""
+    r = random.Random(seed)
+    return [replace(p, solution=format_solution([], p.solution.rsplit(ANSWER_MARK, 1)[1].strip()))
+            if r.random() < fraction else p for p in problems]
+
+
+def build_book(make_problem: Callable[[random.Random, int], Problem], paragraph: Callable[[random.Random], str],
+               seed: int, exposition_paragraphs: int, worked: int, practice: int, heldout: int,
+               levels: tuple[int, ...], answer_only_fraction: float) -> Textbook:
+    """A built-in textbook's four parts from its problem generator and exposition paragraphs; worked and practice
+    use different seeds, held-out is disjoint by construction."""
+    def part(offset: int, count: int, in_heldout: bool) -> list[Problem]:
+        return distinct_problems(make_problem, seed * 4 + offset, count, in_heldout, tuple(levels))
+
+    worked_p = answer_only(part(1, worked, False), answer_only_fraction, seed * 4 + 5)
+    return Textbook(exposition=book_text(paragraph, seed * 4, exposition_paragraphs, worked_p), worked=worked_p,
+                    practice=part(2, practice, False), heldout=part(3, heldout, True))
