@@ -67,8 +67,16 @@ def test_tool_metrics_read_the_samples_tool_record():
 def test_textbook_shows_calculator_calls_on_whole_number_steps_only():
     assert with_calculator_calls(" 3 * 9 = 27. 27 - 5 = 22. Answer: 22") == \
         " 3 * 9 = <<3*9>> 27. 27 - 5 = <<27-5>> 22. Answer: 22"
-    fractions = " 1 = 9/9. 9/9 - 7/9 = 2/9. 3/8 + 2/8 = 5/8. Answer: 2/9"
-    assert with_calculator_calls(fractions) == fractions
+    rules = "Fractions with the same bottom number add on top: 3/8 + 2/8 = 5/8. A whole is 9/9, so 9/9 - 7/9 = 2/9."
+    assert with_calculator_calls(rules) == rules  # the exposition's rules stay worked by hand
+
+
+def test_textbook_solves_fraction_problems_with_one_call_on_the_questions_numbers():
+    assert with_calculator_calls(" 1 = 9/9. 9/9 - 7/9 = 2/9. Answer: 2/9") == " 1 - 7/9 = <<1-7/9>> 2/9. Answer: 2/9"
+    assert with_calculator_calls(" 1/5 = 3/15. 3/15 + 5/15 = 8/15. Answer: 8/15") == \
+        " 1/5 + 5/15 = <<1/5+5/15>> 8/15. Answer: 8/15"
+    assert with_calculator_calls(" 3/8 + 3/8 = 6/8. 6/8 = 3/4. Answer: 3/4") == \
+        " 3/8 + 3/8 = <<3/8+3/8>> 0.75. Answer: 0.75"  # as the calculator shows it: the grader takes 0.75 for 3/4
 
 
 def test_segments_cut_at_each_call_and_check_the_tool_result(runner):
