@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def read_records(path: str | Path, split: str = "train") -> list[tuple[str, dict
                 continue
             out.append((f"{path}:{n}", record, ""))
     return out
+
+
+def convert_records(path: str | Path, split: str, convert: Callable[[dict, str], object], skip_bad: bool,
+                    skip_key: str) -> tuple[list, list[BadRecord]]:
+    """`convert(record, where)` of each record, and the records skipped: one that cannot be read or converted (the
+    converter raises ValueError with the reason) stops the run unless `skip_bad` (the setting `skip_key`)."""
+    out, bad = [], []
+    for where, record, error in read_records(path, split):
+        try:
+            if record is None:
+                raise ValueError(error)
+            out.append(convert(record, where))
+        except ValueError as exc:
+            if not skip_bad:
+                raise UserError(f"{where}: {exc}. Fix the record, or set {skip_key}=true to skip and list such "
+                                "records.") from None
+            bad.append(BadRecord(where, str(exc)))
+    return out, bad
 
 
 def _read_hf_disk(folder: Path, split: str) -> list[tuple[str, dict | None, str]]:
@@ -139,18 +158,8 @@ def load_problems(path: str | Path, question_key: str, answer_key: str, answer_f
     solutions show GSM8K's annotations as calculator calls (`split_answer`)."""
     if answer_format not in ANSWER_FORMATS:
         raise UserError(f"data.answer_format={answer_format!r}; choose one of {ANSWER_FORMATS}")
-    problems: list[Problem] = []
-    bad: list[BadRecord] = []
-    for where, record, error in read_records(path, split):
-        try:
-            if record is None:
-                raise ValueError(error)
-            problems.append(to_problem(record, question_key, answer_key, answer_format, where, calculator_calls))
-        except ValueError as exc:
-            if not skip_bad:
-                raise UserError(f"{where}: {exc}. Fix the record, or set data.skip_bad=true to skip and "
-                                "list such records.") from None
-            bad.append(BadRecord(where, str(exc)))
+    problems, bad = convert_records(path, split, lambda record, where: to_problem(
+        record, question_key, answer_key, answer_format, where, calculator_calls), skip_bad, "data.skip_bad")
     if not problems:
         raise UserError(f"data.path={str(path)!r}: no usable problems ({len(bad)} bad records)")
     return problems, bad

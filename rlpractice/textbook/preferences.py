@@ -36,7 +36,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice.errors import UserError
-from rlpractice.textbook.dataset import BadRecord, read_records
+from rlpractice.textbook.dataset import BadRecord, convert_records
 from rlpractice.textbook.math_textbook import LEVELS, TEMPLATES
 from rlpractice.textbook.problems import Problem, distinct_problems, format_prompt, format_solution
 
@@ -180,18 +180,7 @@ def load_pair_file(path: str | Path, skip_bad: bool = False, split: str = "train
     if not Path(path).exists():
         raise UserError(f"{key}={str(path)!r} does not exist; give a .jsonl or .parquet file of preference "
                         "pairs (prompt, chosen, rejected), or builtin")
-    pairs: list[PreferencePair] = []
-    bad: list[BadRecord] = []
-    for where, record, error in read_records(path, split):
-        try:
-            if record is None:
-                raise ValueError(error)
-            pairs.append(to_pair(record, where))
-        except ValueError as exc:
-            if not skip_bad:
-                raise UserError(f"{where}: {exc}. Fix the record, or set rm.skip_bad=true to skip and list such "
-                                "records.") from None
-            bad.append(BadRecord(where, str(exc)))
+    pairs, bad = convert_records(path, split, to_pair, skip_bad, "rm.skip_bad")
     if bad:
         shown = "\n".join(f"  {b.where}: {b.reason}" for b in bad[:10])
         more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
