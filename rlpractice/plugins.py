@@ -52,6 +52,17 @@ def load_object(ref: str, key: str) -> object:
     return getattr(module, attr)
 
 
+def limit_worker(memory_limit_mb: int) -> None:
+    """First thing in a worker process that runs user code (verifiers, environments): Ctrl-C is the parent's to
+    handle (it stops the workers), and memory past `memory_limit_mb` (0: no limit) fails there, not in the parent."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit_mb > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_mb * 2**20,) * 2)
+
+
 def _import_file(path: Path, key: str) -> ModuleType:
     if not path.is_file():
         raise UserError(f"{key}: no such file {path}")

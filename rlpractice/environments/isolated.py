@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 
 from rlpractice.environments.base import Environment, Step, check_step
 from rlpractice.errors import UserError
-from rlpractice.plugins import import_plugin, load_object
+from rlpractice.plugins import import_plugin, limit_worker, load_object
 from rlpractice.textbook.problems import Problem
 
 STARTUP_S = 120.0  # a worker's start (Python, rlpractice, your file); not counted against step_timeout_s
@@ -59,13 +59,7 @@ def _failure(exc: BaseException) -> str:
 
 def _worker_main(conn: Connection, name: str, plugins: list[str], memory_limit_mb: int) -> None:
     """Hold episodes' instances and answer ("reset" | "step", episode id, argument, ids to forget) messages."""
-    import resource
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sampler's to handle; it stops the workers
-    if memory_limit_mb > 0:
-        limit = memory_limit_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    limit_worker(memory_limit_mb)
     try:
         cls, gym = environment_class(name, plugins)  # loaded here from its name: a class need not pickle
         if gym:

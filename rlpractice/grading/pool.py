@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection, wait
 
 from rlpractice.grading.conventions import awaited
 from rlpractice.grading.registry import Grade, as_grade, combine, get_verifier
+from rlpractice.plugins import limit_worker
 
 
 def _call(fn, completion: str, answer: str, columns: dict, prompt: str) -> Grade | None:
@@ -28,13 +29,7 @@ def _call(fn, completion: str, answer: str, columns: dict, prompt: str) -> Grade
 
 
 def _worker_main(conn: Connection, weights: dict[str, float], plugins: list[str], memory_limit_mb: int) -> None:
-    import resource
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it stops the workers
-    if memory_limit_mb > 0:
-        limit = memory_limit_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    limit_worker(memory_limit_mb)
     fns = {name: get_verifier(name, plugins).fn for name in weights}
     conn.send("ready")
     while True:
