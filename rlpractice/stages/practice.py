@@ -16,7 +16,6 @@ import time
 
 from omegaconf import DictConfig
 
-from rlpractice.algorithm.dynamic_sampling import filtered_fraction, informative
 from rlpractice.environments.settings import EpisodeSettings
 from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.batch import Batch
@@ -88,9 +87,10 @@ def draw_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg:
         seen += len(drawn)
         for g in drawn:
             order.record(g.problem, g.rewards)
-        groups += [g for g in drawn if not dynamic_sampling or informative(g.rewards)]
+        # a group whose samples all got the same reward has zero advantage everywhere: it teaches nothing
+        groups += [g for g in drawn if not dynamic_sampling or max(g.rewards) != min(g.rewards)]
         if len(groups) == prompts:
             break
-    filtered = filtered_fraction(len(groups), seen)
+    filtered = 1.0 - len(groups) / seen if seen else 0.0  # the share of sampled groups dropped as uninformative
     return Batch(groups or drawn, sample_s=time.time() - start - grade_s, grade_s=grade_s, filtered=filtered,
                  order_state=order.state())
