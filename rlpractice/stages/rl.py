@@ -25,6 +25,7 @@ from rlpractice.environments.settings import episode_settings
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
 from rlpractice.grading.pool import GradingPool
+from rlpractice.grading.registry import is_failure
 from rlpractice.learner.device import learner_bf16
 from rlpractice.learner.local import LocalLearner
 from rlpractice.learner.ranks import make_learner
@@ -35,7 +36,7 @@ from rlpractice.rollout.prefetch import Prefetcher
 from rlpractice.rollout.samplers import Samplers
 from rlpractice.stages.learning_signal import LearningSignal
 from rlpractice.stages.practice import PracticeOrder, draw_batch
-from rlpractice.stages.rl_metrics import all_failed, curriculum_metrics, log_rollouts, step_metrics
+from rlpractice.stages.rl_metrics import curriculum_metrics, log_rollouts, step_metrics
 from rlpractice.textbook.problems import Textbook
 
 
@@ -135,7 +136,7 @@ class RLStage:
             batch = batches.get()  # sampled and graded (ahead of time, with rl.max_staleness)
             if rl.max_staleness == 0:
                 self.engines.sleep()  # sleep mode: the engines free their GPU memory while the learner trains
-            if all_failed(batch):
+            if all(is_failure(s.reason) for s in batch.samples):  # crashed or timed out on every one
                 raise UserError(f"the verifier failed on every answer of step {step} (first reason: "
                                 f"{batch.samples[0].reason}); stopping instead of training on garbage")
             clock.append(time.time())

@@ -73,11 +73,6 @@ def verifier_metrics(batch: Batch) -> dict:
     return out
 
 
-def all_failed(batch: Batch) -> bool:
-    """Whether the verifier failed (crashed, timed out) on every sample: training on that would be garbage."""
-    return all(is_failure(s.reason) for s in batch.samples)
-
-
 FAILURES_LOGGED = 8  # per step: enough to see why a verifier or an environment fails, not a flood
 
 
