@@ -62,12 +62,6 @@ def lm_bf16(learner: DictConfig) -> bool:
     return learner_bf16(learner) if learner.get("lm_bf16", "auto") == "auto" else bool(learner.lm_bf16)
 
 
-def autocast(device: torch.device | str, bf16: bool):
-    """The forward's precision: bf16 autocast (fp32 weights, gradients and optimizer; log-probs are
-    taken in fp32 from the logits), or plain fp32."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
-
-
 _cpu_linear = "auto"  # learner.cpu_linear of this process: set once by `use_cpu_settings`
 
 
@@ -80,8 +74,11 @@ def use_cpu_settings(threads: int | None = None, cpu_linear: str = "auto") -> No
 
 
 def precision(device: torch.device | str, bf16: bool):
-    """The learner forward's context: bf16 autocast (`autocast`), or in fp32 on a CPU the linear layers
-    through oneDNN (onednn.py; nothing changes where oneDNN is missing or learner.cpu_linear=aten)."""
-    if not bf16 and torch.device(device).type == "cpu" and _cpu_linear != "aten" and onednn_available():
+    """The learner forward's context: bf16 autocast (fp32 weights, gradients and optimizer; log-probs are taken in
+    fp32 from the logits), or fp32: on a CPU with the linear layers through oneDNN (onednn.py; nothing changes where
+    oneDNN is missing or learner.cpu_linear=aten)."""
+    if bf16:
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    if torch.device(device).type == "cpu" and _cpu_linear != "aten" and onednn_available():
         return OneDNNLinears()
-    return autocast(device, bf16) if bf16 else contextlib.nullcontext()
+    return contextlib.nullcontext()
