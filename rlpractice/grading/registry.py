@@ -88,12 +88,6 @@ def combine(grades: dict[str, Grade | None], weights: dict[str, float]) -> Grade
     return Grade(reward, reason, {n: g.reward for n, g in applied.items()})
 
 
-def load_plugins(plugins: list[str] | tuple[str, ...]) -> None:
-    """Import each plugin file or module named (for its @verifier registrations); a failure is one line."""
-    for ref in plugins:
-        import_plugin(str(ref), "verifier.plugins")
-
-
 def _load_builtins() -> None:
     package = importlib.import_module(BUILTIN)
     for module in pkgutil.iter_modules(package.__path__):
@@ -104,7 +98,8 @@ def get_verifier(name: str, plugins: list[str] | tuple[str, ...] = ()) -> Verifi
     """Look `name` up: 'file.py:function' or 'module:function' (after 'trl:' or 'verl:', a function written for
     that trainer), else a name registered by a built-in verifier or by one of the `plugins` (which are imported
     first, so a broken one fails even when unused)."""
-    load_plugins(plugins)
+    for ref in plugins:  # for their @verifier registrations; a failure is one line
+        import_plugin(str(ref), "verifier.plugins")
     if name.startswith(("trl:", "verl:")):
         return Verifier(name, foreign_verifier(name))
     if name.endswith(".py"):
