@@ -6,7 +6,7 @@ import pytest
 from rlpractice.environments.base import Step, check_step, episode_reward
 from rlpractice.environments.loop import Episode, start_episodes
 from rlpractice.environments.metrics import episode_metrics
-from rlpractice.environments.retry import GENERIC, CheckAndRetry, feedback, observation
+from rlpractice.environments.retry import GENERIC, CheckAndRetry, feedback, first_mistake, observation
 from rlpractice.evaluation import retry_metrics
 from rlpractice.grading.registry import Grade
 from rlpractice.rollout.batch import Group, Sample
@@ -34,12 +34,26 @@ def test_feedback_is_the_verifiers_reason_without_the_gold_answer(reason, answer
 
 @pytest.mark.parametrize(("attempt", "answer", "said"), [
     (" 4 * 4 = 16. 26 - 16 = 16. Answer: 16", "10", "16 != the answer; 26 - 16 = 16 is wrong"),  # the first false
-    (" 3/8 + 2/8 = 5/8. 8 / 4 = 3. Answer: 3", "5", "3 != the answer; 8 / 4 = 3 is wrong"),  # fractions: not steps
+    (" 3/8 + 2/8 = 5/8. 8 / 4 = 3. Answer: 3", "5", "3 != the answer; 8 / 4 = 3 is wrong"),  # 5/8 holds
+    (" 1/5 = 2/15. 2/15 + 5/15 = 7/15. Answer: 7/15", "8/15", "7/15 != the answer; 1/5 = 2/15 is wrong"),
     (" 6 / 2 = 5. Answer: 5", "2", "5 != the answer"),  # the step holds the gold's value: left out
     (" Answer: 5", "2", "5 != the answer"),  # a leap: no step to mark
 ])
 def test_feedback_marks_the_first_false_step_when_it_gives_nothing_away(attempt, answer, said):
     assert feedback(f"{attempt.split()[-1]} != {answer}", answer, attempt) == said
+
+
+@pytest.mark.parametrize(("attempt", "question", "mark"), [
+    (" 2 * 6 = 12. 3 * 2 = 6. Answer: 18", "2 pears at 5 yuan and 3 books at 2 yuan", "6 is not in the question"),
+    (" 1/5 = 3/15. 3/15 + 4/15 = 7/15. Answer: 7/15", "drinks 1/5 of it and then 5/15", "4/15 is not in the question"),
+    (" 1 = 7/7. 7/7 - 5/7 = 2/7. Answer: 2/7", "uses 5/7 of it", None),  # 1 and earlier results are known
+    (" 40 / 5 = 8. 8 * 2 = 16. Answer: 16", "has 40 cards and gives away 2/5 of them", None),  # 2/5 gives 2 and 5
+    (" 16 / 3 = 8. Answer: 8", "has 16 and 4", "3 is not in the question"),  # read before computed
+    (" 16 / 4 = 5. Answer: 5", "has 16 and 4", "16 / 4 = 5 is wrong"),
+    (" 16 / 3 = 8. Answer: 8", "", "16 / 3 = 8 is wrong"),  # no question: steps only
+])
+def test_first_mistake_is_a_number_the_question_never_gave_or_a_false_step(attempt, question, mark):
+    assert first_mistake(attempt, question) == mark
 
 
 def grade_math(text: str, answer: str, columns: dict) -> Grade:
@@ -51,7 +65,7 @@ def grade_math(text: str, answer: str, columns: dict) -> Grade:
 
 def test_check_and_retry_answers_a_wrong_attempt_and_stops_at_the_right_one_or_the_last():
     env = CheckAndRetry(grade_math, max_attempts=3)
-    assert env.reset(Problem("q", "7")) is None
+    assert env.reset(Problem("Tom has 3 apples and gets 4 more. How many apples does Tom have now?", "7")) is None
     wrong = env.step(" 3 + 4 = 8. Answer: 8")
     assert wrong.observation == observation("8 != the answer; 3 + 4 = 8 is wrong")
     assert not wrong.done and wrong.reward == 0.0

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from rlpractice.verifiers.math import math_equal
 
 from rlpractice.environments.loop import encode_result
-from rlpractice.environments.retry import feedback, observation
+from rlpractice.environments.retry import feedback, first_mistake, observation
 from rlpractice.grading.extract import plain_number
 from rlpractice.stages.sft import worked_sequence
 from rlpractice.textbook import countdown_textbook
@@ -50,15 +50,25 @@ def test_first_attempts_are_graded_wrong_and_corrected_solutions_right_and_show_
         assert math_equal(p.solution, p.answer).reward == 1.0, p
         assert p.solution == format_solution(list(p.steps), p.answer) and " = " in p.solution  # never a leap
     leaps = [p for p in ex if p.first_attempt.startswith(" Answer:")]
-    assert 0.15 < len(leaps) / len(ex) < 0.35  # the rest are slips in shown steps (KIND_WEIGHTS)
+    assert 0.15 < len(leaps) / len(ex) < 0.35  # the rest are slips and misreads in shown steps (KIND_WEIGHTS)
     assert {p.level for p in ex} == {1, 2, 3, 4}
     assert any("/" in p.answer for p in ex)  # fractions too, wrong in value (the verifier said so above)
+
+
+def test_misread_attempts_work_a_number_the_question_does_not_hold_and_the_check_says_so(retried):
+    misreads = [p for p in examples(retried) if "is not in the question" in check_text(p)]
+    assert len(misreads) > 0.05 * len(examples(retried))
+    for p in misreads:
+        number = check_text(p).split("; ")[1].split()[0]
+        assert number not in re.findall(r"\d+", p.question), p
+        assert first_mistake(p.first_attempt, "") is None, p  # every step computed right, from a misread number
 
 
 def test_the_check_never_gives_the_gold_answer_away(retried):
     for p in examples(retried):
         text = check_text(p)
-        assert text == observation(feedback(math_equal(p.first_attempt, p.answer).reason, p.answer, p.first_attempt))
+        assert text == observation(feedback(math_equal(p.first_attempt, p.answer).reason, p.answer, p.first_attempt,
+                                            p.question))
         assert text.startswith("\nCheck: ") and text.endswith("Try again.\nSolution:")
         numbers = re.findall(r"-?\d+(?:[./]\d+)?", text)
         assert plain_number(p.answer) not in {plain_number(n) for n in numbers}, text
@@ -87,7 +97,7 @@ def test_sft_sequence_is_the_episode_as_the_rollout_builds_it_and_learns_only_th
         seq = worked_sequence(p, tokenizer)
         reason = math_equal(p.first_attempt, p.answer).reason
         unlearned = (tokenizer(p.prompt)["input_ids"] + tokenizer(p.first_attempt)["input_ids"] + [eos]
-                     + encode_result(tokenizer, observation(feedback(reason, p.answer, p.first_attempt))))
+                     + encode_result(tokenizer, observation(feedback(reason, p.answer, p.first_attempt, p.question))))
         solution = tokenizer(p.solution)["input_ids"] + [eos]
         assert seq.ids == unlearned + solution
         assert seq.loss_mask == [0] * len(unlearned) + [1] * len(solution)
