@@ -91,6 +91,6 @@ def draw_batch(samplers: Samplers, pool: GradingPool, order: PracticeOrder, cfg:
         groups += [g for g in drawn if not dynamic_sampling or max(g.rewards) != min(g.rewards)]
         if len(groups) == prompts:
             break
-    filtered = 1.0 - len(groups) / seen if seen else 0.0  # the share of sampled groups dropped as uninformative
+    filtered = 1.0 - len(groups) / seen if seen else 0.0
     return Batch(groups or drawn, sample_s=time.time() - start - grade_s, grade_s=grade_s, filtered=filtered,
                  order_state=order.state())

@@ -128,7 +128,6 @@ def make_problem(r: random.Random, level: int) -> Problem:
 
 
 def generate(seed: int, count: int, heldout: bool, levels: tuple[int, ...] = LEVELS) -> list[Problem]:
-    """`count` distinct problems, spread evenly over `levels`, all in (or all out of) the held-out bucket."""
     return distinct_problems(make_problem, seed, count, heldout, tuple(levels))
 
 
