@@ -159,12 +159,15 @@ def episode(turn_rewards, turns=None, obs=0) -> Sample:
 
 
 def test_episode_metrics_count_turns_observations_and_recoveries():
-    m = episode_metrics([episode([1.0]), episode([0.0, 1.0], obs=4), episode([0.0, 0.0], obs=4), episode([0.0])])
+    cut = episode([0.0])
+    cut.finish = "length"  # a failed first attempt, and no room left for the retry
+    m = episode_metrics([episode([1.0]), episode([0.0, 1.0], obs=4), episode([0.0, 0.0], obs=4), cut])
     assert m["env/turns"] == pytest.approx(1.5)
     assert m["env/observation_tokens"] == pytest.approx(2.0)
     assert m["env/turn_reward"] == pytest.approx(2 / 6)
     assert m["env/first_turn_pass_rate"] == pytest.approx(0.25)
     assert m["env/recovered"] == pytest.approx(0.25) and m["env/recovery_rate"] == pytest.approx(1 / 3)
+    assert m["env/retry_cut_at_token_cap"] == pytest.approx(1 / 3)  # of the three that failed first
     assert episode_metrics([Sample([1], "", "stop")]) == {}
 
 

@@ -25,7 +25,10 @@ def episode_metrics(samples: list[Sample]) -> dict:
             "env/first_turn_pass_rate": 1.0 - len(failed_first) / len(episodes),
             "env/recovered": len(recovered) / len(episodes),  # share of all episodes
             "env/recovery_rate": len(recovered) / max(len(failed_first), 1),  # share of those that failed first
-            "env/cut_at_turn_cap": float(np.mean([s.finish == "turns" for s in episodes]))}
+            "env/cut_at_turn_cap": float(np.mean([s.finish == "turns" for s in episodes])),
+            # a retry the token cap cut counts as a failed one: a cap too small for two attempts looks like no recovery
+            "env/retry_cut_at_token_cap": float(np.mean([s.finish == "length" for s in failed_first]))
+            if failed_first else 0.0}
 
 
 def attempts_solved(sample: Sample, k: int) -> bool:
