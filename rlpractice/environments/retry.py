@@ -53,7 +53,7 @@ NUMBER = r"\d+(?:/\d+)?"  # a whole number or a fraction written 'a/b' (a divisi
 # a step: 'a op b = c' or a rewriting 'a = c' ('1 = 7/7', '6/8 = 3/4'), on whole numbers and fractions
 STEP = re.compile(rf"(?<![\d/])({NUMBER})(?: ([-+*/]) ({NUMBER}))? = ({NUMBER})(?![\d/])")
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-        "/": lambda a, b: a / b if b else None}
+       "/": lambda a, b: a / b if b else None}
 
 
 def _number(text: str) -> Fraction | None:
