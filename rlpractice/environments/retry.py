@@ -52,8 +52,8 @@ def gives_away(text: str, answer: str) -> bool:
 NUMBER = r"\d+(?:/\d+)?"  # a whole number or a fraction written 'a/b' (a division is written 'a / b')
 # a step: 'a op b = c' or a rewriting 'a = c' ('1 = 7/7', '6/8 = 3/4'), on whole numbers and fractions
 STEP = re.compile(rf"(?<![\d/])({NUMBER})(?: ([-+*/]) ({NUMBER}))? = ({NUMBER})(?![\d/])")
-OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-       "/": lambda a, b: a / b if b else None}
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+        "/": lambda a, b: a / b if b else None}
 
 
 def _number(text: str) -> Fraction | None:
@@ -68,7 +68,7 @@ def step_holds(m: re.Match) -> bool:
     a, b, c = _number(m[1]), _number(m[3]) if m[3] else None, _number(m[4])
     if a is None or c is None or (m[2] and b is None):
         return False
-    return (OPS[m[2]](a, b) if m[2] else a) == c
+    return (_OPS[m[2]](a, b) if m[2] else a) == c
 
 
 def first_mistake(attempt: str, question: str = "") -> str | None:

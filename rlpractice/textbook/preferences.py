@@ -79,7 +79,7 @@ def wrong_number(text: str, r: random.Random) -> str:
             return guess
 
 
-def _apply(a: int, op: str, b: int) -> int | None:
+def apply_step(a: int, op: str, b: int) -> int | None:
     """One integer step as the textbook writes them; None when the result is not a whole number >= 0."""
     if op == "/":
         return a // b if b and a % b == 0 else None
@@ -105,7 +105,7 @@ def _chain_slip(steps: list[str], answer: str, r: random.Random) -> list[str] | 
     for i in range(at, len(steps)):
         a, sign, b = ops[i].groups()
         a, b = changed.get(a, a), changed.get(b, b)
-        result = wrong_number(matches[i]["rhs"], r) if i == at else _apply(int(a), sign, int(b))
+        result = wrong_number(matches[i]["rhs"], r) if i == at else apply_step(int(a), sign, int(b))
         if result is None:
             return None
         changed[matches[i]["rhs"]] = str(result)

@@ -20,10 +20,9 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import replace
-from fractions import Fraction
 
-from rlpractice.environments.retry import OPS, STEP, feedback, observation
-from rlpractice.textbook.preferences import slipped, wrong_number
+from rlpractice.environments.retry import STEP, feedback, observation
+from rlpractice.textbook.preferences import apply_step, slipped, wrong_number
 from rlpractice.textbook.problems import Problem, Textbook, format_solution
 from rlpractice.verifiers.math import math_equal
 
@@ -52,8 +51,8 @@ def misread(steps: list[str], question: str, r: random.Random) -> list[str] | No
         m = parsed[i]
         a = read if (i, 1) == (at, side) else changed.get(m[1], m[1])
         b = read if (i, 3) == (at, side) else changed.get(m[3], m[3])
-        value = OPS[m[2]](Fraction(a), Fraction(b))
-        if value is None or value.denominator != 1 or value < 0:
+        value = apply_step(int(a), m[2], int(b))
+        if value is None:
             return None
         changed[m[4]] = str(value)
         out.append(f"{a} {m[2]} {b} = {value}.")
