@@ -24,7 +24,8 @@ from rlpractice.learner.steps import sequence_logprobs, target_tokens
 from rlpractice.rollout.batch import Batch, Group
 
 
-def sequences(group: Group, adv: torch.Tensor | None = None, turn_discount: float | None = None) -> list[Sequence]:
+def sequences(group: Group, adv: torch.Tensor | None = None, turn_discount: float | None = None,
+              later_weight: float = 1.0) -> list[Sequence]:
     """The learner's view of a group: prompt + completion ids, loss on the sampled completion tokens only (not
     on the prompt, nor on observation ids, a tool's or an environment's output: no loss and no ratio there). With
     `turn_discount` (env.credit=turn), each turn of an episode is a sequence of its own: the ids up to its end, the
@@ -34,6 +35,7 @@ def sequences(group: Group, adv: torch.Tensor | None = None, turn_discount: floa
     per_turn = adv is not None and turn_discount is not None and all(s.turn_rewards is not None
                                                                       for s in group.samples)
     later = later_turn_advantages([s.turn_rewards for s in group.samples], turn_discount) if per_turn else None
+    later = later and [[later_weight * a for a in turns] for turns in later]
     out = []
     for j, s in enumerate(group.samples):
         mask = s.observation_mask or [0] * len(s.ids)
@@ -67,7 +69,8 @@ class PolicyGradient:
     ahead (`off_policy`), the log-probs the engine reported for the tokens it sampled."""
 
     def __init__(self, learner, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
-                 off_policy: bool = False, forward: dict | None = None, turn_discount: float | None = None):
+                 off_policy: bool = False, forward: dict | None = None, turn_discount: float | None = None,
+                 later_weight: float = 1.0):
         """`learner`: where the policy learns (learner/local.py, ranks.py); `ref_model`: the frozen reference
         policy, for the KL term (`loss.kl_coef`); `forward`: the learner forward's `share_prompts` (default true)
         and `bf16` (default false)."""
@@ -75,6 +78,7 @@ class PolicyGradient:
         self.forward = {"share_prompts": True, "bf16": False, **(forward or {}), "pad_id": pad_id}
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
         self.turn_discount = turn_discount  # per-turn credit for episodes (env.credit=turn): their discount
+        self.later_weight = later_weight  # env.later_turn_weight: a later turn's advantage times this
 
     def __call__(self, batch: Batch, rewards: torch.Tensor) -> dict:
         adv = advantages(rewards, self.algo.advantage, self.algo.scale_by_std, self.algo.passk_k)
@@ -82,7 +86,7 @@ class PolicyGradient:
 
     def update(self, groups: list[Group], adv: torch.Tensor) -> dict:
         parts = [p.tolist() for p in np.array_split(np.arange(len(groups)), self.algo.minibatches) if len(p)]
-        every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_discount)] for part in parts]
+        every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_discount, self.later_weight)] for part in parts]
         # normalisers count every sample of a slice, learned or skipped: skipping changes speed, not the update
         totals = [(len(seqs), target_tokens(seqs)) for seqs in every]
         learned = [[s for s in seqs if s.advantage != 0 or not self.skip_zero_advantage] for seqs in every]
@@ -162,4 +166,5 @@ def make_update(cfg: DictConfig, learner, pad_id: int, ref_model, bf16: bool):
     loss = LossSettings.from_config(algo, cfg.sampler.max_new_tokens)
     return PolicyGradient(learner, algo, loss, pad_id, ref_model, off_policy=cfg.rl.max_staleness > 0,
                           forward={"share_prompts": cfg.learner.share_prompts, "bf16": bf16},
-                          turn_discount=cfg.env.discount if cfg.env.name and cfg.env.credit == "turn" else None)
+                          turn_discount=cfg.env.discount if cfg.env.name and cfg.env.credit == "turn" else None,
+                          later_weight=cfg.env.later_turn_weight)
