@@ -402,7 +402,9 @@ class EnvConfig:
     # advantage, a later one is judged on its own return against the same turn of the group's other episodes: a
     # corrected attempt is credited without crediting the mistake, and each turn weighs as a whole completion)
     credit: Literal["episode", "turn"] = "episode"
-    later_turn_weight: NonNegative = 1.0  # credit=turn: a later turn's advantage times this (retries learn faster)
+    # credit=turn: a later turn's advantage times this. Retries are a minority of the sequences and read another
+    # context (the wrong attempt, the check), so what practice teaches first attempts reaches them slowly
+    later_turn_weight: NonNegative = 1.0
     max_attempts: Positive = 2  # retry: attempts per problem (feedback after each wrong one)
     # retry: a wrong attempt that repeats an answer the checker already marked wrong earns minus this (turn reward)
     repeat_penalty: NonNegative = 0.0

@@ -216,5 +216,7 @@ def test_with_turn_credit_each_turn_is_a_sequence_of_its_own_with_its_advantage(
         ([1, 2, 5, 6], [0, 0, 1, 1], -0.5),
         ([1, 2, 5, 6, 9, 9, 5, 5], [0, 0, 0, 0, 0, 0, 1, 1], -1.0)]
     assert seqs[1].sampler_logps == [-1.0] * 6 and seqs[0].sampler_logps == [-1.0] * 2
+    weighted = sequences(group, adv, turn_discount=0.0, later_weight=3.0)  # env.later_turn_weight: later turns only
+    assert [round(s.advantage, 4) for s in weighted] == [-0.5, 3.0, 1.0, -0.5, -3.0]
     whole = sequences(group, adv)  # credit=episode: one sequence per episode, the episode's advantage
     assert [(len(s.ids), s.advantage) for s in whole] == [(8, -0.5), (4, 1.0), (8, -0.5)]

@@ -30,12 +30,12 @@ def sequences(group: Group, adv: torch.Tensor | None = None, turn_discount: floa
     on the prompt, nor on observation ids, a tool's or an environment's output: no loss and no ratio there). With
     `turn_discount` (env.credit=turn), each turn of an episode is a sequence of its own: the ids up to its end, the
     loss on its tokens, its own advantage (the first turn the episode's, a later one `later_turn_advantages`), so
-    every turn weighs in the loss as a whole completion does."""
+    every turn weighs in the loss as a whole completion does; a later turn's advantage times `later_weight`."""
     p = group.prompt_ids
     per_turn = adv is not None and turn_discount is not None and all(s.turn_rewards is not None
                                                                       for s in group.samples)
-    later = later_turn_advantages([s.turn_rewards for s in group.samples], turn_discount) if per_turn else None
-    later = later and [[later_weight * a for a in turns] for turns in later]
+    later = [[later_weight * a for a in turns] for turns in later_turn_advantages(
+        [s.turn_rewards for s in group.samples], turn_discount)] if per_turn else None
     out = []
     for j, s in enumerate(group.samples):
         mask = s.observation_mask or [0] * len(s.ids)
@@ -86,7 +86,8 @@ class PolicyGradient:
 
     def update(self, groups: list[Group], adv: torch.Tensor) -> dict:
         parts = [p.tolist() for p in np.array_split(np.arange(len(groups)), self.algo.minibatches) if len(p)]
-        every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_discount, self.later_weight)] for part in parts]
+        every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_discount, self.later_weight)]
+                 for part in parts]
         # normalisers count every sample of a slice, learned or skipped: skipping changes speed, not the update
         totals = [(len(seqs), target_tokens(seqs)) for seqs in every]
         learned = [[s for s in seqs if s.advantage != 0 or not self.skip_zero_advantage] for seqs in every]
