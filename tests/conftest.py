@@ -9,15 +9,18 @@ import rlpractice.config_schema  # noqa: F401 - registers the config schema conf
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A configuration small enough for a test (about a minute on 2 CPU cores), still all three stages
-# through real Ray actors running real vLLM engines.
+# A configuration small enough for a test (under a minute on 2 CPU cores), still all three stages
+# through real Ray actors running real vLLM engines. The engines run eager: compiling pays off over a long run's
+# sampling, not a test's few steps, and a cold compile costs more than the whole test. The compiled default
+# is run end to end by test_e2e.py::test_three_stages_end_to_end.
+EAGER = "sampler.engine.enforce_eager=true"
 TINY = [
     "+experiment=math",
     "textbook.exposition_paragraphs=400", "textbook.worked=200", "textbook.practice=64", "textbook.heldout=16",
     "pretrain.steps=15", "pretrain.batch_size=8", "sft.steps=10", "sft.batch_size=8",
     "rl.steps=2", "rl.prompts_per_step=4", "rl.samples_per_prompt=16", "rl.eval_every=1",
     "eval.samples_per_problem=4", "eval.k=[1,4]", "sampler.max_new_tokens=24",
-    "model.hidden_size=64", "model.num_heads=2", "model.num_layers=2", "model.intermediate_size=128",
+    "model.hidden_size=64", "model.num_heads=2", "model.num_layers=2", "model.intermediate_size=128", EAGER,
 ]
 
 

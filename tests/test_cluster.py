@@ -21,7 +21,7 @@ from rlpractice.grading.pool import GradingPool
 from rlpractice.rollout.samplers import Samplers, sample_groups
 from rlpractice.textbook.math_textbook import build_textbook
 from rlpractice.tokenizer import train_tokenizer
-from tests.conftest import ROOT
+from tests.conftest import EAGER, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def three_steps(cluster: Cluster, cfg, model_dir: Path, problems, pool) -> tuple
 def test_samplers_spread_over_nodes_and_give_the_same_step(tmp_path):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=math", "sampler.num_samplers=2", "sampler.max_new_tokens=16",
-                                           "sampler.temperature=0",
+                                           "sampler.temperature=0", EAGER,
                                            "sampler.placement=STRICT_SPREAD", "cluster.address=auto"])
     book = build_textbook(0, 300, 100, 8, 4)
     tok = train_tokenizer(book.exposition, 400)

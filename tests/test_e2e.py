@@ -7,7 +7,7 @@ import pytest
 
 from rlpractice.caches import CACHE_VARIABLES
 from rlpractice.tracking import read_metrics
-from tests.conftest import run_cli
+from tests.conftest import EAGER, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -17,8 +17,10 @@ PROGRESS = re.compile(r"(pretrain|sft|rm|rl): ")  # tqdm's bars, one per stage, 
 
 
 def test_three_stages_end_to_end(tmp_path, tiny_args):
+    """With the engines' default settings (compiled): the compile cache lands in cache_dir too."""
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    result = run_cli([*tiny_args, f"hydra.run.dir={run_dir}", f"cache_dir={cache}"])
+    default_engines = [a for a in tiny_args if a != EAGER]
+    result = run_cli([*default_engines, f"hydra.run.dir={run_dir}", f"cache_dir={cache}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"run directory: {run_dir}" in result.stdout
     # the console holds the trainer's own lines and progress bars; library messages go to the run's log file and
@@ -31,7 +33,7 @@ def test_three_stages_end_to_end(tmp_path, tiny_args):
     assert engine_logs and all(p.stat().st_size > 0 for p in engine_logs)
     # the tools' caches go to cache_dir, in the folders caches.py names (W&B's among them)
     folders = {p.name for p in cache.iterdir()}
-    assert "wandb" in folders and folders <= {v.split("/")[0] for v in CACHE_VARIABLES.values()}
+    assert {"wandb", "torchinductor"} <= folders <= {v.split("/")[0] for v in CACHE_VARIABLES.values()}
 
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("sft_pass_at_1", "rl_pass_at_1", "rl_steps", "samples_per_prompt", "wall_seconds"):
