@@ -136,7 +136,7 @@ def teacher_pair(question: str, steps: list[str], answer: str, r: random.Random,
 
 
 def builtin_pairs(seed: int, count: int, heldout: bool) -> list[PreferencePair]:
-    """`count` teacher pairs on distinct textbook questions (spread over `levels`), from the held-out bucket
+    """`count` teacher pairs on distinct textbook questions (spread over its levels), from the held-out bucket
     or from outside it."""
     problems = distinct_problems(make_problem, 10_000 + 2 * seed + heldout, count, heldout, LEVELS)
     r = random.Random(20_000 + 2 * seed + heldout)
