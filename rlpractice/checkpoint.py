@@ -125,3 +125,14 @@ def load_state(path: Path, learner, data_rng: random.Random | None = None) -> di
     torch.set_rng_state(trainer["torch_rng"])
     random.setstate(trainer["python_rng"])
     return json.loads((path / "state.json").read_text())
+
+
+def resume(stage: str, path: Path, learner, tracker, data_rng: random.Random | None = None) -> dict:
+    """`load_state` of a stage's checkpoint, and the resume noted in the run's metrics and on the console; returns
+    state.json."""
+    state = load_state(path, learner, data_rng)
+    if state["metrics"]:  # in case the run died between checkpointing and logging this step
+        tracker.log_once(stage, state["step"], state["metrics"])
+    tracker.log("resume", state["step"], {"from": str(path)})
+    print(f"[{stage}] resuming after step {state['step']} from {path}")
+    return state

@@ -467,20 +467,13 @@ class Config:
     cluster: ClusterConfig = MISSING
 
 
-SCHEMAS = [Config, TinyLlamaConfig, HFModelConfig, TextbookDataConfig, FileDataConfig, TextbookConfig, SamplerConfig,
-           AlgoConfig, RFTConfig, RMConfig, RewardConfig, ToolsConfig, EnvConfig, TrackerConfig, ClusterConfig]
-
-
-def register() -> None:
-    """Put the schema where conf/ refers to it: each class as schema/<its name>, which config.yaml and the groups'
-    files list first in their defaults (`- /schema/RLConfig@_here_`). Hydra needs this before it composes;
-    importing this module does it."""
-    cs = ConfigStore.instance()
-    for node in SCHEMAS:
-        cs.store(group="schema", name=node.__name__, node=node)
-
-
-register()  # importing this module is enough
+# The schema where conf/ refers to it: each class as schema/<its name>, which config.yaml and the groups' files list
+# first in their defaults (`- /schema/RLConfig@_here_`). Hydra needs this before it composes; importing this module
+# does it.
+for schema in (Config, TinyLlamaConfig, HFModelConfig, TextbookDataConfig, FileDataConfig, TextbookConfig,
+               SamplerConfig, AlgoConfig, RFTConfig, RMConfig, RewardConfig, ToolsConfig, EnvConfig, TrackerConfig,
+               ClusterConfig):
+    ConfigStore.instance().store(group="schema", name=schema.__name__, node=schema)
 
 
 # --- checks -----------------------------------------------------------------------------------------------------

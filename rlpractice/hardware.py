@@ -92,21 +92,9 @@ def engine_layout(cores: int) -> tuple[int, int]:
     return engines, max(1, cores // engines)
 
 
-def learner_threads(machine: Machine) -> int:
-    """The in-process learner's torch threads: every core it may run on (torch's own default counts the whole
-    machine's physical cores, more than a container or `taskset` grants)."""
-    return machine.cores
-
-
 def precision(dtype: str) -> str:
     """A vLLM dtype name as the precision it computes in."""
     return {"float": "float32", "half": "float16"}.get(str(dtype), str(dtype))
-
-
-def sampler_is(engine_dtype: str, learner_bf16: bool) -> bool:
-    """Whether the RL update corrects for the engines' precision (algo.sampler_is): when it differs from the
-    learner's forward, the engines' log-probs differ from the learner's for the same tokens."""
-    return precision(engine_dtype) != ("bfloat16" if learner_bf16 else "float32")
 
 
 def lm_bf16(machine: Machine, learner_on_cuda: bool) -> bool:
@@ -172,7 +160,9 @@ def resolve(cfg: DictConfig, machine: Machine | None = None, onednn: bool | None
                 f"{s.num_cpus_per_sampler:g} core{'s' if s.num_cpus_per_sampler != 1 else ''}"
             chosen.append(f"engines {s.num_samplers} x {unit}, {s.engine.dtype} ({'; '.join(why)})")
         if _auto(cfg.learner, "threads"):
-            cfg.learner.threads = learner_threads(machine)
+            # every core it may run on: torch's own default counts the machine's physical cores, more than a
+            # container or `taskset` grants
+            cfg.learner.threads = machine.cores
             chosen.append(f"learner {cfg.learner.threads} thread{'s' if cfg.learner.threads != 1 else ''}")
         if _auto(cfg.learner, "cpu_linear"):
             if onednn is None:
@@ -190,7 +180,9 @@ def resolve(cfg: DictConfig, machine: Machine | None = None, onednn: bool | None
             from rlpractice.learner.device import learner_bf16
 
             learner = "bfloat16" if learner_bf16(cfg.learner) else "float32"
-            cfg.algo.sampler_is = sampler_is(cfg.sampler.engine.dtype, learner == "bfloat16")
+            # the update corrects for the engines' precision when it differs from the learner's forward: the
+            # engines' log-probs then differ from the learner's for the same tokens
+            cfg.algo.sampler_is = precision(cfg.sampler.engine.dtype) != learner
             chosen.append(f"algo.sampler_is {'on' if cfg.algo.sampler_is else 'off'} (engines "
                           f"{precision(cfg.sampler.engine.dtype)}, learner {learner})")
     if not chosen:

@@ -10,11 +10,11 @@ from rlpractice.learner.forward import Sequence, prompt_length
 MICRO_BATCH_COST = 256  # a micro-batch's fixed work (a forward's launch and per-layer overhead), in padded tokens
 
 
-def microbatches(lengths: list[int], token_budget: int, batch_cost: int = MICRO_BATCH_COST) -> list[list[int]]:
+def microbatches(lengths: list[int], token_budget: int) -> list[list[int]]:
     """Indices grouped so each micro-batch's padded size (rows x longest) stays within the budget.
 
     Sorted by length, the sequences fall into runs of one length; a micro-batch takes consecutive runs, padded
-    to its longest, and the cut points minimise padded tokens plus `batch_cost` per micro-batch: filling each one
+    to its longest, and the cut points minimise padded tokens plus MICRO_BATCH_COST per micro-batch: filling each one
     up to the budget would pad short sequences to long ones. A single sequence longer than the budget still gets a
     micro-batch of its own. Memory is bounded by the budget, not by the group size.
     """
@@ -31,7 +31,7 @@ def microbatches(lengths: list[int], token_budget: int, batch_cost: int = MICRO_
         count = 0
         for a in range(b - 1, -1, -1):
             count += len(runs[a])
-            cost = best[a] + count * lengths[runs[b - 1][0]] + batch_cost * -(-count // rows[b - 1])
+            cost = best[a] + count * lengths[runs[b - 1][0]] + MICRO_BATCH_COST * -(-count // rows[b - 1])
             if cost < best[b]:
                 best[b], cut[b] = cost, a
     batches: list[list[int]] = []

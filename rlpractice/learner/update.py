@@ -109,8 +109,7 @@ class PolicyGradient:
     def _old_and_reference(self, seqs: list[Sequence], several_steps: bool) -> None:
         """Each sequence's `old_logps` (the engine's when sampling ahead, else the learner's own when there are
         several steps; none otherwise: the ratio is 1 and exact) and, for the KL term, its `ref_logps`."""
-        kw = dict(pad_id=self.forward["pad_id"], token_budget=self.loss.token_budget,
-                  share_prompts=self.forward["share_prompts"], bf16=self.forward["bf16"])
+        kw = {**self.forward, "token_budget": self.loss.token_budget}
         if self.off_policy:
             for s, old in zip(seqs, behaviour_logprobs(seqs), strict=True):
                 s.old_logps = old

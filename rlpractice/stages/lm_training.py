@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from rlpractice.checkpoint import latest_state, load_state, save_state
+from rlpractice.checkpoint import latest_state, resume, save_state
 from rlpractice.learner.device import lm_bf16
 from rlpractice.learner.forward import Sequence
 from rlpractice.learner.ranks import make_learner
@@ -22,26 +22,6 @@ from rlpractice.learner.ranks import make_learner
 def resume_point(cfg: DictConfig, steps_dir: Path | None) -> Path | None:
     """The stage's newest checkpoint when resuming (the model and tokenizer load from it), else None."""
     return latest_state(steps_dir) if cfg.resume and steps_dir is not None else None
-
-
-def start_stage(stage: str, s: DictConfig, learner, tracker, seed: int, resume_from: Path | None):
-    """Starts `learner`'s AdamW with linear warmup then cosine decay, and the batch-drawing random.Random (its state
-    is the data position), restored from `resume_from` when given. Returns (rng, first step, log), where `log` logs
-    a step once: steps redone after the checkpoint may have been logged before the stop."""
-    learner.start(lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95), warmup_steps=s.warmup_steps,
-                  total_steps=s.steps)
-    rng = random.Random(seed)  # draws the batches: its state is the data position
-    first, log = 1, tracker.log
-    if resume_from is not None:
-        state = load_state(resume_from, learner, rng)
-        first = state["step"] + 1
-        if state["metrics"]:  # in case the run died between checkpointing and logging this step
-            tracker.log_once(stage, state["step"], state["metrics"])
-        # steps after the checkpoint may have been logged before the stop: they are redone, not logged twice
-        log = tracker.log_once
-        tracker.log("resume", state["step"], {"from": str(resume_from)})
-        print(f"[{stage}] resuming after step {state['step']} from {resume_from}")
-    return rng, first, log
 
 
 def train_lm(stage: str, cfg: DictConfig, model, tokenizer, data: list[Sequence], tracker, steps_dir: Path | None,
@@ -69,7 +49,14 @@ def train_steps(stage: str, cfg: DictConfig, learner, tokenizer, tracker, steps_
     Metrics are logged every log_every steps, at the last, and when `step` evaluated (heldout/accuracy); a checkpoint
     every checkpoint_every steps, but not after the last: the caller saves the stage's final model right away."""
     s = cfg[stage]
-    rng, first, log = start_stage(stage, s, learner, tracker, cfg.seed, resume_from)
+    learner.start(lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.95), warmup_steps=s.warmup_steps,
+                  total_steps=s.steps)  # AdamW, its learning rate warmed up linearly, then decayed on a cosine
+    rng = random.Random(cfg.seed)  # draws the batches: its state is the data position
+    first, log = 1, tracker.log
+    if resume_from is not None:
+        first = resume(stage, resume_from, learner, tracker, rng)["step"] + 1
+        # steps after the checkpoint may have been logged before the stop: they are redone, not logged twice
+        log = tracker.log_once
     bar = tqdm(range(first, s.steps + 1), desc=stage, unit="step", dynamic_ncols=True, initial=first - 1,
                total=s.steps)
     for n in bar:

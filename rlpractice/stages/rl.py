@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from rlpractice.checkpoint import load_state, save_state
+from rlpractice.checkpoint import resume, save_state
 from rlpractice.environments.settings import episode_settings
 from rlpractice.errors import UserError
 from rlpractice.evaluation import evaluate
@@ -115,7 +115,11 @@ class RLStage:
                                       learner_bf16(cfg.learner))
             self.order = PracticeOrder(self.book.practice, cfg.seed, curriculum=rl.curriculum)
             self.signal = LearningSignal(rl.warn_without_signal, rl.stop_without_signal)
-            first = 1 if resume_from is None else resume(resume_from, self.learner, self.order, self.tracker) + 1
+            first = 1
+            if resume_from is not None:
+                state = resume("rl", resume_from, self.learner, self.tracker)
+                self.order.restore(state["order"])
+                first = state["step"] + 1
             if rl.max_staleness > 0 and isinstance(self.learner, LocalLearner) and self.model.device.type == "cpu":
                 learn_beside_engines(self.engines.cores_left_here())
             batches = Prefetcher(self.draw, first, rl.steps, rl.max_staleness)
@@ -186,16 +190,6 @@ class RLStage:
         batch = draw_batch(self.engines, self.pool, self.order, self.cfg, logprobs, self.episodes)
         batch.curriculum = curriculum_metrics(self.order) if rl.curriculum else {}
         return batch
-
-
-def resume(checkpoint: Path, learner, order: PracticeOrder, tracker) -> int:
-    """Load the optimiser, LR schedule and data position of an RL step checkpoint; returns its step."""
-    state = load_state(checkpoint, learner)
-    order.restore(state["order"])
-    tracker.log_once("rl", state["step"], state["metrics"])  # in case the run died before logging it
-    tracker.log("resume", state["step"], {"from": str(checkpoint)})
-    print(f"[rl] resuming after step {state['step']} from {checkpoint}")
-    return state["step"]
 
 
 def wants_sampler_logprobs(step: int, rl: DictConfig, correcting: bool = False) -> bool:

@@ -18,6 +18,7 @@ error naming file:line and what to fix; with `skip_bad=true` it is skipped and l
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,6 +84,23 @@ def convert_records(path: str | Path, split: str, convert: Callable[[dict, str],
                                 "records.") from None
             bad.append(BadRecord(where, str(exc)))
     return out, bad
+
+
+def report_skipped(path: str | Path, bad: list[BadRecord], section: str = "data") -> None:
+    """The records `section`.skip_bad=true skipped, the first ten listed."""
+    if bad:
+        shown = "\n".join(f"  {b.where}: {b.reason}" for b in bad[:10])
+        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        print(f"[{section}] skipped {len(bad)} record(s) of {path} ({section}.skip_bad=true):\n{shown}{more}",
+              flush=True)
+
+
+def set_aside(items: list, size: int, seed: int) -> tuple[list, list]:
+    """(the rest, `size` items set aside by a seeded shuffle), both in their original order."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:size])
+    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
 
 
 def _read_hf_disk(folder: Path, split: str) -> list[tuple[str, dict | None, str]]:

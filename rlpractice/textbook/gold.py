@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rlpractice.errors import UserError
 from rlpractice.grading.pool import GradingPool
+from rlpractice.textbook.dataset import BadRecord, report_skipped
 from rlpractice.textbook.problems import ANSWER_MARK, Problem
-from rlpractice.textbook.sources import report_skipped
 
 
 def drop_ungradable(problems: list[Problem], pool: GradingPool, skip_bad: bool) -> list[Problem]:
@@ -19,6 +19,6 @@ def drop_ungradable(problems: list[Problem], pool: GradingPool, skip_bad: bool) 
         p, reason = bad[0]
         raise UserError(f"{p.source}: the verifier cannot grade this gold answer {p.answer!r} ({reason}); "
                         f"{len(bad)} such record(s). Fix them, or set data.skip_bad=true to skip and list them.")
-    report_skipped("the dataset", [(p.source, f"gold answer {p.answer!r} ungradable: {r}") for p, r in bad])
+    report_skipped("the dataset", [BadRecord(p.source, f"gold answer {p.answer!r} ungradable: {r}") for p, r in bad])
     dropped = {id(p) for p, _ in bad}
     return [p for p in problems if id(p) not in dropped]

@@ -36,9 +36,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rlpractice.errors import UserError
-from rlpractice.textbook.dataset import BadRecord, convert_records
-from rlpractice.textbook.math_textbook import LEVELS, TEMPLATES
-from rlpractice.textbook.problems import Problem, distinct_problems, format_prompt, format_solution
+from rlpractice.textbook.dataset import BadRecord, convert_records, report_skipped, set_aside
+from rlpractice.textbook.math_textbook import LEVELS, make_problem
+from rlpractice.textbook.problems import distinct_problems, format_prompt, format_solution
 
 
 @dataclass(frozen=True)
@@ -135,17 +135,12 @@ def teacher_pair(question: str, steps: list[str], answer: str, r: random.Random,
     return PreferencePair(format_prompt(question), format_solution(steps, answer), rejected, kind=kind)
 
 
-def _problem_with_steps(r: random.Random, level: int) -> Problem:
-    question, steps, answer = TEMPLATES[level](r)
-    return Problem(question, answer, format_solution(steps, answer), level, columns={"steps": steps})
-
-
-def builtin_pairs(seed: int, count: int, heldout: bool, levels: tuple[int, ...] = LEVELS) -> list[PreferencePair]:
-    """`count` teacher pairs on distinct textbook questions (spread over `levels`), from the held-out bucket
+def builtin_pairs(seed: int, count: int, heldout: bool) -> list[PreferencePair]:
+    """`count` teacher pairs on distinct textbook questions (spread over its levels), from the held-out bucket
     or from outside it."""
-    problems = distinct_problems(_problem_with_steps, 10_000 + 2 * seed + heldout, count, heldout, tuple(levels))
+    problems = distinct_problems(make_problem, 10_000 + 2 * seed + heldout, count, heldout, LEVELS)
     r = random.Random(20_000 + 2 * seed + heldout)
-    return [teacher_pair(p.question, p.columns["steps"], p.answer, r) for p in problems]
+    return [teacher_pair(p.question, list(p.steps), p.answer, r) for p in problems]
 
 
 # ---------------------------------------------------------------- your own pairs
@@ -181,10 +176,7 @@ def load_pair_file(path: str | Path, skip_bad: bool = False, split: str = "train
         raise UserError(f"{key}={str(path)!r} does not exist; give a .jsonl or .parquet file of preference "
                         "pairs (prompt, chosen, rejected), or builtin")
     pairs, bad = convert_records(path, split, to_pair, skip_bad, "rm.skip_bad")
-    if bad:
-        shown = "\n".join(f"  {b.where}: {b.reason}" for b in bad[:10])
-        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-        print(f"[rm] skipped {len(bad)} record(s) of {path} (rm.skip_bad=true):\n{shown}{more}", flush=True)
+    report_skipped(path, bad, "rm")
     if not pairs:
         raise UserError(f"{key}={str(path)!r}: no usable preference pairs ({len(bad)} bad records)")
     return pairs, bad
@@ -204,7 +196,4 @@ def load_pairs(s: DictConfig, seed: int) -> tuple[list[PreferencePair], list[Pre
     if s.heldout_size >= len(train):
         raise UserError(f"rm.heldout_size={s.heldout_size} leaves no training pairs in {s.pairs} ({len(train)} "
                         "pairs); lower it or set rm.heldout_pairs")
-    order = list(range(len(train)))
-    random.Random(seed).shuffle(order)
-    held = set(order[: s.heldout_size])
-    return [p for i, p in enumerate(train) if i not in held], [p for i, p in enumerate(train) if i in held]
+    return set_aside(train, s.heldout_size, seed)

@@ -9,12 +9,11 @@ set is `data.heldout_path`, or `data.heldout_size` records set aside by a seeded
 from __future__ import annotations
 
 import importlib
-import random
 
 from omegaconf import DictConfig
 
 from rlpractice.errors import UserError
-from rlpractice.textbook.dataset import load_problems
+from rlpractice.textbook.dataset import load_problems, report_skipped, set_aside
 from rlpractice.textbook.problems import Problem, Textbook
 from rlpractice.textbook.retry_textbook import with_retries
 
@@ -41,15 +40,8 @@ def load_book(cfg: DictConfig) -> Textbook:
 def _load(d: DictConfig, path: str, calculator_calls: bool = False) -> list[Problem]:
     problems, bad = load_problems(path, d.question_key, d.answer_key, d.answer_format, d.skip_bad, d.split,
                                   calculator_calls)
-    report_skipped(path, [(b.where, b.reason) for b in bad])
+    report_skipped(path, bad)
     return problems
-
-
-def report_skipped(path: str, bad: list[tuple[str, str]]) -> None:
-    if bad:
-        shown = "\n".join(f"  {where}: {reason}" for where, reason in bad[:10])
-        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-        print(f"[data] skipped {len(bad)} record(s) of {path} (data.skip_bad=true):\n{shown}{more}", flush=True)
 
 
 def _dataset_book(d: DictConfig, seed: int, calculator_calls: bool = False) -> Textbook:
@@ -60,11 +52,7 @@ def _dataset_book(d: DictConfig, seed: int, calculator_calls: bool = False) -> T
         if d.heldout_size >= len(train):
             raise UserError(f"data.heldout_size={d.heldout_size} leaves no training problems in {d.path} "
                             f"({len(train)} records); lower it or set data.heldout_path")
-        order = list(range(len(train)))
-        random.Random(seed).shuffle(order)
-        held = set(order[: d.heldout_size])
-        heldout = [p for i, p in enumerate(train) if i in held]
-        train = [p for i, p in enumerate(train) if i not in held]
+        train, heldout = set_aside(train, d.heldout_size, seed)
     worked = [p for p in train if p.solution]
     exposition = [f"{p.prompt}{p.solution}" for p in worked] or [p.question for p in train]
     return Textbook(exposition=exposition, worked=worked, practice=train, heldout=heldout)
