@@ -14,11 +14,12 @@ from omegaconf import DictConfig
 
 from rlpractice.config_schema import composition_error  # importing it registers the schema conf/ names
 from rlpractice.errors import UserError
-from rlpractice.pipeline import run
 
 
 @hydra.main(config_path="pkg://rlpractice.conf", config_name="config", version_base="1.3")
 def train(cfg: DictConfig) -> None:
+    from rlpractice.pipeline import run  # torch and transformers load here: a config Hydra rejects fails in a blink
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     logging.captureWarnings(True)  # library warnings go where library logs go: the run's log file (hydra.job_logging)
     try:
