@@ -1,5 +1,8 @@
 """Bad input gets one clear message that names the key or path, and no run data is touched."""
 
+import subprocess
+import sys
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -84,6 +87,16 @@ def test_cli_misspelt_key_is_one_line_naming_it():
     result = run_cli(["+experiment=math", "rl.stepz=3"], timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == ["error: config key rl.stepz: no such key; did you mean rl.steps?"]
+
+
+def test_cli_config_error_comes_before_torch_is_loaded():
+    """Hydra's errors come before the pipeline's imports (torch, transformers): a typo costs no start-up wait."""
+    probe = ("import runpy, sys\nsys.argv = ['rlpractice', '+experiment=math', 'rl.stepz=3']\n"
+             "try:\n    runpy.run_module('rlpractice', run_name='__main__')\nexcept SystemExit as e:\n"
+             "    print(e.code)\nprint('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines() == ["error: config key rl.stepz: no such key; did you mean rl.steps?",
+                                          "torch not loaded"], result.stdout + result.stderr
 
 
 def test_cli_misspelt_key_in_an_own_config_file_names_the_file_and_the_key(tmp_path):
