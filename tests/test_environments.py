@@ -199,7 +199,7 @@ def test_turn_returns_and_later_turn_advantages_by_hand():
 def test_with_turn_credit_each_turn_is_a_sequence_of_its_own_with_its_advantage():
     import torch
 
-    from rlpractice.learner.update import sequences, turn_spans
+    from rlpractice.learner.update import TurnCredit, sequences, turn_spans
 
     assert turn_spans([0, 0, 1, 1, 0, 0, 0]) == [(0, 2), (4, 7)] and turn_spans([1]) == []
     # episode 0: wrong, checked (2 ids), right; episode 1: right at once; episode 2: wrong twice
@@ -208,7 +208,7 @@ def test_with_turn_credit_each_turn_is_a_sequence_of_its_own_with_its_advantage(
                Sample([5, 6, 9, 9, 5, 5], "", "stop", [-1.0] * 6, [0, 0, 1, 1, 0, 0], turn_rewards=[0.0, 0.0])]
     group = Group(Problem("q", "1"), [1, 2], samples)
     adv = torch.tensor([-0.5, 1.0, -0.5])
-    seqs = sequences(group, adv, turn_discount=0.0)
+    seqs = sequences(group, adv, TurnCredit(discount=0.0))
     assert [(s.ids, s.loss_mask, round(s.advantage, 4)) for s in seqs] == [
         ([1, 2, 5, 6], [0, 0, 1, 1], -0.5),
         ([1, 2, 5, 6, 9, 9, 7, 8], [0, 0, 0, 0, 0, 0, 1, 1], 1.0),  # turn 1: G_1 = 1 vs 0 in the group
@@ -216,7 +216,7 @@ def test_with_turn_credit_each_turn_is_a_sequence_of_its_own_with_its_advantage(
         ([1, 2, 5, 6], [0, 0, 1, 1], -0.5),
         ([1, 2, 5, 6, 9, 9, 5, 5], [0, 0, 0, 0, 0, 0, 1, 1], -1.0)]
     assert seqs[1].sampler_logps == [-1.0] * 6 and seqs[0].sampler_logps == [-1.0] * 2
-    weighted = sequences(group, adv, turn_discount=0.0, later_weight=3.0)  # env.later_turn_weight: later turns only
+    weighted = sequences(group, adv, TurnCredit(0.0, later_weight=3.0))  # env.later_turn_weight: later turns only
     assert [round(s.advantage, 4) for s in weighted] == [-0.5, 3.0, 1.0, -0.5, -3.0]
     whole = sequences(group, adv)  # credit=episode: one sequence per episode, the episode's advantage
     assert [(len(s.ids), s.advantage) for s in whole] == [(8, -0.5), (4, 1.0), (8, -0.5)]

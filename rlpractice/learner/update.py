@@ -8,6 +8,7 @@ Both are called once per RL step with the step's `Batch` and rewards, and return
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +25,25 @@ from rlpractice.learner.steps import sequence_logprobs, target_tokens
 from rlpractice.rollout.batch import Batch, Group
 
 
-def sequences(group: Group, adv: torch.Tensor | None = None, turn_discount: float | None = None,
-              later_weight: float = 1.0) -> list[Sequence]:
+@dataclass(frozen=True)
+class TurnCredit:
+    """Per-turn credit for episodes (env.credit=turn): the episode's `discount` and a later turn's weight."""
+
+    discount: float
+    later_weight: float = 1.0  # env.later_turn_weight: a later turn's advantage times this
+
+
+def sequences(group: Group, adv: torch.Tensor | None = None, turn_credit: TurnCredit | None = None) -> list[Sequence]:
     """The learner's view of a group: prompt + completion ids, loss on the sampled completion tokens only (not
     on the prompt, nor on observation ids, a tool's or an environment's output: no loss and no ratio there). With
-    `turn_discount` (env.credit=turn), each turn of an episode is a sequence of its own: the ids up to its end, the
-    loss on its tokens, its own advantage (the first turn the episode's, a later one `later_turn_advantages`), so
-    every turn weighs in the loss as a whole completion does; a later turn's advantage times `later_weight`."""
+    `turn_credit`, each turn of an episode is a sequence of its own: the ids up to its end, the loss on its tokens,
+    its own advantage (the first turn the episode's, a later one `later_turn_advantages` times the credit's
+    `later_weight`), so every turn weighs in the loss as a whole completion does."""
     p = group.prompt_ids
-    per_turn = adv is not None and turn_discount is not None and all(s.turn_rewards is not None
-                                                                      for s in group.samples)
-    later = [[later_weight * a for a in turns] for turns in later_turn_advantages(
-        [s.turn_rewards for s in group.samples], turn_discount)] if per_turn else None
+    per_turn = adv is not None and turn_credit is not None and all(s.turn_rewards is not None
+                                                                     for s in group.samples)
+    later = [[turn_credit.later_weight * a for a in turns] for turns in later_turn_advantages(
+        [s.turn_rewards for s in group.samples], turn_credit.discount)] if per_turn else None
     out = []
     for j, s in enumerate(group.samples):
         mask = s.observation_mask or [0] * len(s.ids)
@@ -69,16 +77,14 @@ class PolicyGradient:
     ahead (`off_policy`), the log-probs the engine reported for the tokens it sampled."""
 
     def __init__(self, learner, algo: DictConfig, loss: LossSettings, pad_id: int, ref_model=None,
-                 off_policy: bool = False, forward: dict | None = None, turn_discount: float | None = None,
-                 later_weight: float = 1.0):
+                 off_policy: bool = False, forward: dict | None = None, turn_credit: TurnCredit | None = None):
         """`learner`: where the policy learns (learner/local.py, ranks.py); `ref_model`: the frozen reference
         policy, for the KL term (`loss.kl_coef`); `forward`: the learner forward's `share_prompts` (default true)
         and `bf16` (default false)."""
         self.learner, self.algo, self.loss, self.ref_model, self.off_policy = learner, algo, loss, ref_model, off_policy
         self.forward = {"share_prompts": True, "bf16": False, **(forward or {}), "pad_id": pad_id}
         self.skip_zero_advantage = not loss.needs_every_sample  # same update, less compute
-        self.turn_discount = turn_discount  # per-turn credit for episodes (env.credit=turn): their discount
-        self.later_weight = later_weight  # env.later_turn_weight: a later turn's advantage times this
+        self.turn_credit = turn_credit
 
     def __call__(self, batch: Batch, rewards: torch.Tensor) -> dict:
         adv = advantages(rewards, self.algo.advantage, self.algo.scale_by_std, self.algo.passk_k)
@@ -86,7 +92,7 @@ class PolicyGradient:
 
     def update(self, groups: list[Group], adv: torch.Tensor) -> dict:
         parts = [p.tolist() for p in np.array_split(np.arange(len(groups)), self.algo.minibatches) if len(p)]
-        every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_discount, self.later_weight)]
+        every = [[s for i in part for s in sequences(groups[i], adv[i], self.turn_credit)]
                  for part in parts]
         # normalisers count every sample of a slice, learned or skipped: skipping changes speed, not the update
         totals = [(len(seqs), target_tokens(seqs)) for seqs in every]
@@ -166,5 +172,5 @@ def make_update(cfg: DictConfig, learner, pad_id: int, ref_model, bf16: bool):
     loss = LossSettings.from_config(algo, cfg.sampler.max_new_tokens)
     return PolicyGradient(learner, algo, loss, pad_id, ref_model, off_policy=cfg.rl.max_staleness > 0,
                           forward={"share_prompts": cfg.learner.share_prompts, "bf16": bf16},
-                          turn_discount=cfg.env.discount if cfg.env.name and cfg.env.credit == "turn" else None,
-                          later_weight=cfg.env.later_turn_weight)
+                          turn_credit=TurnCredit(cfg.env.discount, cfg.env.later_turn_weight)
+                          if cfg.env.name and cfg.env.credit == "turn" else None)

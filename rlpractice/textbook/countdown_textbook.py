@@ -25,7 +25,15 @@ import random
 from dataclasses import dataclass
 
 from rlpractice.errors import UserError
-from rlpractice.textbook.problems import Problem, Textbook, build_book, distinct_problems, format_solution, is_heldout
+from rlpractice.textbook.problems import (
+    BookSizes,
+    Problem,
+    Textbook,
+    build_book,
+    distinct_problems,
+    format_solution,
+    is_heldout,
+)
 
 LEVELS = (1, 2, 3)
 MAX_NUMBER = 20  # the given numbers are 1..MAX_NUMBER ...
@@ -190,5 +198,5 @@ def build_textbook(seed: int, exposition_paragraphs: int, worked: int, practice:
                    levels: tuple[int, ...] = LEVELS, answer_only_fraction: float = 0.0) -> Textbook:
     if not levels or not set(levels) <= set(LEVELS):
         raise UserError(f"config key textbook.levels={list(levels)}: the countdown levels are some of {list(LEVELS)}")
-    return build_book(make_problem, _exposition_paragraph, seed, exposition_paragraphs, worked, practice, heldout,
-                      levels, answer_only_fraction)
+    sizes = BookSizes(exposition_paragraphs, worked, practice, heldout)
+    return build_book(make_problem, _exposition_paragraph, seed, sizes, levels, answer_only_fraction)

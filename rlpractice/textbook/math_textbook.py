@@ -27,7 +27,7 @@ import random
 from fractions import Fraction
 from math import gcd
 
-from rlpractice.textbook.problems import Problem, Textbook, build_book, distinct_problems, format_solution
+from rlpractice.textbook.problems import BookSizes, Problem, Textbook, build_book, distinct_problems, format_solution
 
 NAMES = ["Xiao Ming", "Xiao Hong", "Li Lei", "Han Meimei", "Anna", "Tom", "Wang Fang", "Sara"]
 ITEMS = ["apples", "oranges", "pencils", "books", "pears", "stickers", "eggs", "cards"]
@@ -207,5 +207,5 @@ def _exposition_paragraph(r: random.Random) -> str:
 
 def build_textbook(seed: int, exposition_paragraphs: int, worked: int, practice: int, heldout: int,
                    levels: tuple[int, ...] = LEVELS, answer_only_fraction: float = 0.0) -> Textbook:
-    return build_book(make_problem, _exposition_paragraph, seed, exposition_paragraphs, worked, practice, heldout,
-                      levels, answer_only_fraction)
+    sizes = BookSizes(exposition_paragraphs, worked, practice, heldout)
+    return build_book(make_problem, _exposition_paragraph, seed, sizes, levels, answer_only_fraction)

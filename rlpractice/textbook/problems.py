@@ -6,6 +6,7 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 # The model sees "Question: ...\nSolution:" and writes the steps, then "Answer: <final answer>".
 ANSWER_MARK = "Answer:"
@@ -97,11 +98,20 @@ def answer_only(problems: list[Problem], fraction: float, seed: int) -> list[Pro
             if r.random() < fraction else p for p in problems]
 
 
+class BookSizes(NamedTuple):
+    """How much of each part a built-in textbook has (the `textbook` config's counts)."""
+
+    exposition_paragraphs: int
+    worked: int
+    practice: int
+    heldout: int
+
+
 def build_book(make_problem: Callable[[random.Random, int], Problem], paragraph: Callable[[random.Random], str],
-               seed: int, exposition_paragraphs: int, worked: int, practice: int, heldout: int,
-               levels: tuple[int, ...], answer_only_fraction: float) -> Textbook:
+               seed: int, sizes: BookSizes, levels: tuple[int, ...], answer_only_fraction: float) -> Textbook:
     """A built-in textbook's four parts from its problem generator and exposition paragraphs; worked and practice
     use different seeds, held-out is disjoint by construction."""
+    exposition_paragraphs, worked, practice, heldout = sizes
     def part(offset: int, count: int, in_heldout: bool) -> list[Problem]:
         return distinct_problems(make_problem, seed * 4 + offset, count, in_heldout, tuple(levels))
 
